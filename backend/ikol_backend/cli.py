@@ -1,0 +1,58 @@
+"""The `ikol-backend` command line (documented in docs/protocol.md)."""
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .camera import DEFAULT_FOV_DEG
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BackendError
+from .events import Events
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ikol-backend", description="Photos of a person in, SMPL motion out."
+    )
+    parser.add_argument("--version", action="version", version=f"ikol-backend {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    estimate = commands.add_parser("estimate", help="estimate SMPL motion from photos")
+    estimate.add_argument("inputs", nargs="+", type=Path, help="image file(s), one frame each")
+    estimate.add_argument("-o", "--output", type=Path, required=True, help="motion file (.npz)")
+    estimate.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
+                          help="camera field of view across the long side, degrees "
+                               f"(default {DEFAULT_FOV_DEG:g})")
+    estimate.add_argument("--events", action="store_true",
+                          help="report progress as JSON lines on stdout")
+    estimate.set_defaults(run=_run_estimate)
+    return parser
+
+
+def _run_estimate(args: argparse.Namespace, events: Events) -> None:
+    from .estimate import estimate  # torch and mediapipe load only when needed
+
+    estimate(args.inputs, args.output, events, fov_deg=args.fov)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    events = Events(json_lines=getattr(args, "events", False))
+    try:
+        args.run(args, events)
+    except BackendError as exc:
+        events.emit("error", code=exc.code, message=exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        events.emit("error", code="interrupted", message="Interrupted.")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: the message goes to the caller, the trace to stderr
+        traceback.print_exc()
+        events.emit("error", code="internal", message=f"{type(exc).__name__}: {exc}")
+        return EXIT_INTERNAL
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

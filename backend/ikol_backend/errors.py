@@ -1,0 +1,30 @@
+"""Errors the backend reports to users: a stable code, a message, and an exit code."""
+
+# Exit codes of `ikol-backend` (also documented in docs/protocol.md).
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+EXIT_NO_PERSON = 4
+EXIT_OUTPUT = 5
+EXIT_INTERRUPTED = 130
+
+_EXIT_BY_CODE = {
+    "input_not_found": EXIT_BAD_INPUT,
+    "input_unreadable": EXIT_BAD_INPUT,
+    "no_person": EXIT_NO_PERSON,
+    "output_unwritable": EXIT_OUTPUT,
+}
+
+
+class BackendError(Exception):
+    """A failure explained to the user; `code` is stable, `message` is for people."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def exit_code(self) -> int:
+        return _EXIT_BY_CODE.get(self.code, EXIT_INTERNAL)

@@ -1,0 +1,1 @@
+"""Readers: turn user files into RGB frames."""

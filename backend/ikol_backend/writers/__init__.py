@@ -1,0 +1,1 @@
+"""Writers: motion files, written whole or not at all."""

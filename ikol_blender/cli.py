@@ -1,0 +1,116 @@
+"""Headless entry: photo in, .blend with an animated SMPL armature out.
+
+    blender --background --python ikol_blender/cli.py -- --input PHOTO --output scene.blend
+    python ikol_blender/cli.py --input PHOTO --output scene.blend   (a Python with the bpy module)
+    python ikol_blender/cli.py --demo   (the bundled sample photo, writing out/)
+
+Exits 0 on success and non-zero on failure, with the reason on stderr.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the add-on importable as a package
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "ikol_blender"
+
+from .backend_process import REPO_ROOT, BackendFailed, backend_python, estimate_command, run_backend
+from .motion import MotionFileError, load_motion
+
+SAMPLE_PHOTO = REPO_ROOT / "samples" / "person.png"
+DEMO_OUT = Path("out")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ikol_blender/cli.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--input", type=Path, help="photo of a person")
+    parser.add_argument("--output", type=Path, help=".blend file to write")
+    parser.add_argument("--motion", type=Path, help="motion file to write (default: beside --output)")
+    parser.add_argument("--render", type=Path, help="also write a PNG of the posed body over the photo")
+    parser.add_argument("--fov", type=float, help="camera field of view across the long side, degrees")
+    parser.add_argument("--no-body", action="store_true", help="armature only, no body mesh")
+    parser.add_argument("--demo", action="store_true",
+                        help=f"run on the bundled sample photo, writing {DEMO_OUT}/")
+    args = parser.parse_args(argv)
+    if args.demo:
+        args.input = args.input or SAMPLE_PHOTO
+        args.output = args.output or DEMO_OUT / "scene.blend"
+        args.render = args.render or DEMO_OUT / "render.png"
+    if args.input is None or args.output is None:
+        parser.error("--input and --output are required (or --demo)")
+    args.motion = args.motion or args.output.with_suffix(".npz")
+    return args
+
+
+def script_args() -> list[str]:
+    """Arguments meant for this script: those after `--` when Blender runs it."""
+    return sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else sys.argv[1:]
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    seconds: dict[str, float] = {}
+    for path in (args.output, args.motion, args.render):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+    tick = time.perf_counter()
+    command = estimate_command(backend_python(), [args.input], args.motion, args.fov)
+    try:
+        result = run_backend(command, on_event=_print_progress)
+    except BackendFailed as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    seconds["backend (total)"] = time.perf_counter() - tick
+
+    import bpy  # only now: the backend failing fast needs no Blender
+
+    from .scene.build import build_scene
+    from .scene.render import render_over_photo
+
+    tick = time.perf_counter()
+    try:
+        motion = load_motion(args.motion)
+    except MotionFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.preferences.filepaths.save_version = 0
+    built = build_scene(motion, name=args.input.stem, body=not args.no_body)
+    seconds["scene"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    bpy.ops.wm.save_as_mainfile(filepath=str(args.output.resolve()))
+    seconds["save .blend"] = time.perf_counter() - tick
+
+    if args.render is not None:
+        if built.camera is None:
+            print("error: the motion file has no camera to render through", file=sys.stderr)
+            return 1
+        tick = time.perf_counter()
+        render_over_photo(bpy.context.scene, built.camera, args.input, args.render, frame=1)
+        seconds["render"] = time.perf_counter() - tick
+
+    summary = result["summary"]
+    print(f"Person found in {summary['valid_frames']} of {summary['frames']} frame(s).")
+    print(f"Motion: {args.motion}\nScene:  {args.output}")
+    if args.render is not None:
+        print(f"Render: {args.render}")
+    stages = {f"backend {k}": v for k, v in summary["seconds"].items()} | seconds
+    print("Time per stage:")
+    for stage, value in stages.items():
+        print(f"  {stage:<22} {value:7.2f} s")
+    return 0
+
+
+def _print_progress(event: dict) -> None:
+    if event["event"] == "progress":
+        print(f"  frame {event['done']}/{event['total']}", file=sys.stderr)
+    elif event["event"] == "warning":
+        print(f"warning: {event['message']}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main(script_args()))

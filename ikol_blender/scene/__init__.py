@@ -1,0 +1,1 @@
+"""Scene writing: everything that creates or changes Blender data."""
