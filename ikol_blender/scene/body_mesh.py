@@ -57,7 +57,8 @@ def build_body_mesh(armature: bpy.types.Object, name: str) -> bpy.types.Object:
 def _clay_material() -> bpy.types.Material:
     material = bpy.data.materials.get("IKOL body") or bpy.data.materials.new("IKOL body")
     material.diffuse_color = (0.85, 0.55, 0.35, 1.0)
-    material.use_nodes = True
+    if material.node_tree is None:  # Blender 4.x; 5.0 materials always have nodes
+        material.use_nodes = True
     shader = material.node_tree.nodes.get("Principled BSDF")
     if shader is not None:
         shader.inputs["Base Color"].default_value = (0.85, 0.55, 0.35, 1.0)
