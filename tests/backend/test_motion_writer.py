@@ -1,0 +1,40 @@
+"""Motion files are written whole or not at all."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ikol_backend.errors import BackendError
+from ikol_backend.writers.motion import write_motion
+
+
+def test_written_file_reads_back(tmp_path: Path):
+    path = tmp_path / "m.npz"
+    write_motion(path, {"poses": np.ones((2, 72), np.float32)})
+    with np.load(path) as data:
+        assert data["poses"].shape == (2, 72)
+        assert int(data["format_version"]) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_failed_write_keeps_the_earlier_file_and_leaves_no_temporary(tmp_path: Path):
+    path = tmp_path / "m.npz"
+    write_motion(path, {"poses": np.zeros((1, 72), np.float32)})
+    before = path.read_bytes()
+
+    class Unsaveable:
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_motion(path, {"poses": Unsaveable()})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_missing_folder_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(BackendError) as error:
+        write_motion(tmp_path / "nope" / "m.npz", {})
+    assert error.value.code == "output_unwritable"
+    assert error.value.message == f"Output folder does not exist: {tmp_path / 'nope'}"
