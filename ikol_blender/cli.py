@@ -8,7 +8,10 @@ Exits 0 on success and non-zero on failure, with the reason on stderr.
 """
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,49 +54,20 @@ def script_args() -> list[str]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    seconds: dict[str, float] = {}
-    for path in (args.output, args.motion, args.render):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-
-    tick = time.perf_counter()
-    command = estimate_command(backend_python(), [args.input], args.motion, args.fov)
-    try:
-        result = run_backend(command, on_event=_print_progress)
-    except BackendFailed as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 1
-    seconds["backend (total)"] = time.perf_counter() - tick
-
-    import bpy  # only now: the backend failing fast needs no Blender
-
-    from .scene.build import build_scene
-    from .scene.render import render_over_photo
-
-    tick = time.perf_counter()
-    try:
-        motion = load_motion(args.motion)
-    except MotionFileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.context.preferences.filepaths.save_version = 0
-    built = build_scene(motion, name=args.input.stem, body=not args.no_body)
-    seconds["scene"] = time.perf_counter() - tick
-
-    tick = time.perf_counter()
-    bpy.ops.wm.save_as_mainfile(filepath=str(args.output.resolve()))
-    seconds["save .blend"] = time.perf_counter() - tick
-
-    if args.render is not None:
-        if built.camera is None:
-            print("error: the motion file has no camera to render through", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="ikol-") as work:
+        staged = {"motion": Path(work) / "motion.npz", "blend": Path(work) / "scene.blend",
+                  "render": Path(work) / "render.png"}
+        try:
+            summary, seconds = _run(args, staged)
+        except (BackendFailed, MotionFileError, SceneError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 1
-        tick = time.perf_counter()
-        render_over_photo(bpy.context.scene, built.camera, args.input, args.render, frame=1)
-        seconds["render"] = time.perf_counter() - tick
+        # Everything is made; only now do the outputs appear, each whole.
+        _publish(staged["motion"], args.motion)
+        _publish(staged["blend"], args.output)
+        if args.render is not None:
+            _publish(staged["render"], args.render)
 
-    summary = result["summary"]
     print(f"Person found in {summary['valid_frames']} of {summary['frames']} frame(s).")
     print(f"Motion: {args.motion}\nScene:  {args.output}")
     if args.render is not None:
@@ -103,6 +77,51 @@ def main(argv: list[str]) -> int:
     for stage, value in stages.items():
         print(f"  {stage:<22} {value:7.2f} s")
     return 0
+
+
+class SceneError(RuntimeError):
+    """The scene cannot be made from this motion."""
+
+
+def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[str, float]]:
+    """Backend, scene, .blend and render, all written into the staging folder."""
+    seconds: dict[str, float] = {}
+    tick = time.perf_counter()
+    command = estimate_command(backend_python(), [args.input], staged["motion"], args.fov)
+    result = run_backend(command, on_event=_print_progress)
+    seconds["backend (total)"] = time.perf_counter() - tick
+
+    import bpy  # only now: a backend failing fast needs no Blender
+
+    from .scene.build import build_scene
+    from .scene.render import render_over_photo
+
+    tick = time.perf_counter()
+    motion = load_motion(staged["motion"])
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.preferences.filepaths.save_version = 0
+    built = build_scene(motion, name=args.input.stem, body=not args.no_body)
+    seconds["scene"] = time.perf_counter() - tick
+
+    if args.render is not None:
+        if built.camera is None:
+            raise SceneError("the motion file has no camera to render through")
+        tick = time.perf_counter()
+        render_over_photo(bpy.context.scene, built.camera, args.input, staged["render"], frame=1)
+        seconds["render"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    bpy.ops.wm.save_as_mainfile(filepath=str(staged["blend"]))
+    seconds["save .blend"] = time.perf_counter() - tick
+    return result["summary"], seconds
+
+
+def _publish(source: Path, target: Path) -> None:
+    """Move a finished file into place: copied beside the target, then renamed over it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
 
 
 def _print_progress(event: dict) -> None:

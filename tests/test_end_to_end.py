@@ -1,0 +1,135 @@
+"""The whole path as a user runs it: real subprocesses, the real pose model, real bpy."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+from ikol_blender.smpl import JOINT_NAMES, to_z_up
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "person.png"
+CLI = ROOT / "ikol_blender" / "cli.py"
+PROTOCOL = (ROOT / "docs" / "protocol.md").read_text()
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+
+
+def documented_rows(section: str) -> dict[str, list[str]]:
+    """`name` -> backticked names in the rest of the row, for the table under `section`."""
+    text = PROTOCOL.split(section, 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in text.splitlines():
+        match = re.match(r"\| `(\w+)` \|(.*)", line)
+        if match:
+            rows[match.group(1)] = re.findall(r"`(\w+)` \(", match.group(2))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("demo")
+    result = run(CLI, "--input", SAMPLE, "--output", out / "scene.blend",
+                 "--render", out / "render.png")
+    assert result.returncode == 0, result.stderr
+    return {"out": out, "stdout": result.stdout}
+
+
+def test_demo_writes_motion_blend_and_render(demo):
+    out = demo["out"]
+    assert sorted(p.name for p in out.iterdir()) == ["render.png", "scene.blend", "scene.npz"]
+    assert "Person found in 1 of 1 frame(s)." in demo["stdout"]
+    assert "Time per stage:" in demo["stdout"]
+
+
+def test_motion_file_has_the_documented_keys(demo):
+    with np.load(demo["out"] / "scene.npz") as data:
+        keys = set(data.files)
+        poses, joints = data["poses"], data["joints"]
+        assert poses.shape == (1, 72) and poses.dtype == np.float32
+        assert joints.shape == (1, 24, 3)
+        assert bool(data["valid"][0])
+        assert str(data["gender"]) == "neutral"
+    assert keys == set(documented_rows("## Motion file"))
+    assert np.isfinite(poses).all() and np.isfinite(joints).all()
+
+
+def test_saved_blend_puts_every_joint_within_1mm_of_the_motion_file(demo):
+    with np.load(demo["out"] / "scene.npz") as data:
+        joints = data["joints"][0]
+    bpy.ops.wm.open_mainfile(filepath=str(demo["out"] / "scene.blend"))
+    try:
+        armature = next(o for o in bpy.data.objects if o.type == "ARMATURE")
+        bpy.context.scene.frame_set(1)
+        heads = np.array([armature.matrix_world @ armature.pose.bones[n].head for n in JOINT_NAMES])
+        error = np.linalg.norm(heads - to_z_up(joints), axis=1)
+        assert error.max() < 1e-3, f"{error.max() * 1000:.3f} mm"
+    finally:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def test_render_is_the_photo_with_the_body_over_it(demo):
+    render = bpy.data.images.load(str(demo["out"] / "render.png"))
+    photo = bpy.data.images.load(str(SAMPLE))
+    try:
+        assert tuple(render.size) == tuple(photo.size)
+        a = np.array(render.pixels[:]).reshape(-1, 4)[:, :3]
+        b = np.array(photo.pixels[:]).reshape(-1, 4)[:, :3]
+        changed = (np.abs(a - b).max(axis=1) > 0.05).mean()
+        assert 0.01 < changed < 0.6, f"{changed:.1%} of pixels changed"
+    finally:
+        bpy.data.images.remove(render)
+        bpy.data.images.remove(photo)
+
+
+def test_backend_events_follow_the_protocol(tmp_path: Path):
+    result = run("-m", "ikol_backend", "estimate", SAMPLE, "-o", tmp_path / "m.npz", "--events")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    documented = documented_rows("## Events")
+    assert [e["event"] for e in events] == ["start", "progress", "result"]
+    for event in events:
+        required = [f for f in documented[event["event"]] if f not in ("frame",)]
+        assert set(required) <= set(event), event
+    assert events[-1]["path"] == str(tmp_path / "m.npz")
+
+
+# Bad input: a clear message, a non-zero exit, and no output file.
+def test_missing_photo(tmp_path: Path):
+    missing = tmp_path / "nope.jpg"
+    result = run(CLI, "--input", missing, "--output", tmp_path / "scene.blend")
+    assert result.returncode != 0
+    assert f"error: Input not found: {missing}" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_file_that_is_not_an_image(tmp_path: Path):
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("not an image")
+    result = run(CLI, "--input", fake, "--output", tmp_path / "scene.blend")
+    assert result.returncode != 0
+    assert f"error: Not an image file (or a damaged one): {fake}" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.jpg"]
+
+
+def test_photo_without_a_person(tmp_path: Path):
+    empty = tmp_path / "wall.png"
+    pixels = np.random.default_rng(0).uniform(size=(240, 320, 4)).astype(np.float32)
+    pixels[..., 3] = 1.0
+    image = bpy.data.images.new("wall", 320, 240)
+    image.pixels.foreach_set(pixels.ravel())
+    image.filepath_raw, image.file_format = str(empty), "PNG"
+    image.save()
+    bpy.data.images.remove(image)
+    result = run(CLI, "--input", empty, "--output", tmp_path / "scene.blend")
+    assert result.returncode != 0
+    assert "error: No person was found in the input." in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wall.png"]
