@@ -1,0 +1,882 @@
+"""Licence-clean test photos of a person with known 3D joints.
+
+Builds an `anny` body (Apache-2.0 code, CC0 MakeHuman assets), poses it, renders it with
+Blender as a Python module (`bpy`, Cycles on the CPU) and writes, beside each image, a JSON
+file with the camera and the true 3D positions of the anny joints that stand in for the SMPL
+joints.
+
+Frames used throughout:
+- anny frame = Blender world frame, up to a translation: Z up, X toward the body's left, the
+  body facing -Y in its rest pose, metres. `world_offset` (in the JSON) moves the anny output
+  into the Blender world so that the lowest vertex of the first pose touches the floor (z = 0).
+- camera frame: OpenCV convention: x right, y down, z forward (along the viewing direction),
+  metres. X_cam = R_world_to_cam @ X_world + t_world_to_cam.
+- pixels: continuous image coordinates, (0, 0) at the top-left corner of the top-left pixel,
+  pixel centres at half-integers; u = fx * x / z + cx, v = fy * y / z + cy. This is also what
+  mediapipe's normalised landmarks times the image size give.
+
+Command line (from the repository root):
+    .venv/bin/python tests/tools/anny_scene.py render --out samples/person.png
+    .venv/bin/python tests/tools/anny_scene.py check samples/person.png
+
+As a library: `Body` (the posed anny body and its SMPL-like joints), `natural_pose`,
+`CameraSpec`, `render_frames(body, poses, paths, ...)` (a list of poses in, one image and one
+record per pose out; the scene is built once) and `render_image`.
+
+Test and bench tooling only: the add-on never imports this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+GENERATOR_NAME = "tests/tools/anny_scene.py"
+GENERATOR_VERSION = "1.0"
+
+# Adult man, about 1.78 m tall (anny phenotypes lie in [0, 1]; age 2/3 is "young adult",
+# gender 0 is male, 1 female).
+DEFAULT_PHENOTYPE = {
+    "gender": 0.15,
+    "age": 0.7,
+    "muscle": 0.55,
+    "weight": 0.5,
+    "height": 0.4,
+    "proportions": 0.3,
+}
+
+# Arguments given to anny.Anny (its defaults, stated so that the JSON records them).
+ANNY_MODEL_ARGS = {
+    "rig": "anny",
+    "topology": "anny",
+    "local_changes": "none",
+    "pose_parameterization": "local-ref",
+}
+
+SMPL_JOINT_NAMES = [
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
+    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
+    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hand", "right_hand",
+    # the five leaf points of the 29-joint convention
+    "head_top", "left_middle_tip", "right_middle_tip", "left_bigtoe", "right_bigtoe",
+]
+
+# Which anny point stands in for each SMPL joint: ("head", bone) is the head (start point)
+# of an anny bone, i.e. the joint the bone turns about; ("vertex", rule) is a surface vertex
+# picked once on the rest mesh. The definitions differ from SMPL's by a few centimetres
+# (e.g. SMPL's pelvis joint sits several cm above its hip joints, anny's root at hip height,
+# and anny's hip joints lie wider apart).
+ANNY_JOINT_SOURCES = {
+    "pelvis": ("head", "root"),
+    "left_hip": ("head", "upperleg01.L"),
+    "right_hip": ("head", "upperleg01.R"),
+    "spine1": ("head", "spine03"),
+    "left_knee": ("head", "lowerleg01.L"),
+    "right_knee": ("head", "lowerleg01.R"),
+    "spine2": ("head", "spine02"),
+    "left_ankle": ("head", "foot.L"),
+    "right_ankle": ("head", "foot.R"),
+    "spine3": ("head", "spine01"),
+    "left_foot": ("head", "toe3-1.L"),
+    "right_foot": ("head", "toe3-1.R"),
+    "neck": ("head", "neck01"),
+    "left_collar": ("head", "shoulder01.L"),
+    "right_collar": ("head", "shoulder01.R"),
+    "head": ("head", "head"),
+    "left_shoulder": ("head", "upperarm01.L"),
+    "right_shoulder": ("head", "upperarm01.R"),
+    "left_elbow": ("head", "lowerarm01.L"),
+    "right_elbow": ("head", "lowerarm01.R"),
+    "left_wrist": ("head", "wrist.L"),
+    "right_wrist": ("head", "wrist.R"),
+    "left_hand": ("head", "finger3-1.L"),
+    "right_hand": ("head", "finger3-1.R"),
+    "head_top": ("vertex", "highest rest vertex"),
+    "left_middle_tip": ("vertex", "rest vertex of finger3-3.L farthest along that bone"),
+    "right_middle_tip": ("vertex", "rest vertex of finger3-3.R farthest along that bone"),
+    "left_bigtoe": ("vertex", "rest vertex of toe1-2.L farthest along that bone"),
+    "right_bigtoe": ("vertex", "rest vertex of toe1-2.R farthest along that bone"),
+}
+
+# mediapipe BlazePose landmark index -> SMPL joint name (the person's own left/right).
+BLAZEPOSE_TO_SMPL = {
+    11: "left_shoulder", 12: "right_shoulder", 13: "left_elbow", 14: "right_elbow",
+    15: "left_wrist", 16: "right_wrist", 23: "left_hip", 24: "right_hip",
+    25: "left_knee", 26: "right_knee", 27: "left_ankle", 28: "right_ankle",
+}
+
+# Material slots and their base colours (sRGB) and roughness.
+REGIONS = {
+    "skin": ((0.74, 0.53, 0.41), 0.45),
+    "shirt": ((0.20, 0.42, 0.55), 0.85),
+    "trousers": ((0.16, 0.17, 0.22), 0.80),
+    "shoes": ((0.09, 0.085, 0.08), 0.5),
+    "hair": ((0.10, 0.07, 0.05), 0.60),
+    "eye_white": ((0.85, 0.84, 0.80), 0.15),
+    "iris": ((0.18, 0.11, 0.06), 0.15),
+    "cavity": ((0.08, 0.03, 0.03), 0.90),
+}
+REGION_INDEX = {name: i for i, name in enumerate(REGIONS)}
+
+SHIRT_BONES = ("spine", "clavicle", "shoulder01", "upperarm01", "upperarm02")
+TROUSER_BONES = ("root", "pelvis", "upperleg", "lowerleg")
+SHOE_BONES = ("foot", "toe")
+
+
+def _log(*args):
+    print("[anny_scene]", *args, file=sys.stderr, flush=True)
+
+
+def _srgb_to_linear(c):
+    c = np.asarray(c, dtype=float)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+# --------------------------------------------------------------------------------------
+# rotations (numpy, no torch needed)
+
+
+def rotvec_to_matrix(rotvec) -> np.ndarray:
+    r = np.asarray(rotvec, dtype=float)
+    angle = float(np.linalg.norm(r))
+    if angle < 1e-12:
+        return np.eye(3)
+    k = r / angle
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + math.sin(angle) * kx + (1 - math.cos(angle)) * kx @ kx
+
+
+def matrix_to_rotvec(m) -> np.ndarray:
+    m = np.asarray(m, dtype=float)
+    cos = np.clip((np.trace(m) - 1) / 2, -1.0, 1.0)
+    angle = math.acos(cos)
+    if angle < 1e-12:
+        return np.zeros(3)
+    if math.pi - angle < 1e-6:
+        # half a turn: the axis is any non-zero column of M + I (the sign does not matter)
+        b = m + np.eye(3)
+        col = b[:, int(np.argmax(np.linalg.norm(b, axis=0)))]
+        return col / np.linalg.norm(col) * angle
+    axis = np.array([m[2, 1] - m[1, 2], m[0, 2] - m[2, 0], m[1, 0] - m[0, 1]])
+    return axis / (2 * math.sin(angle)) * angle
+
+
+def swing(direction, target, degrees) -> np.ndarray:
+    """Rotation (3x3) turning `direction` toward `target` by `degrees`, about their normal."""
+    d = np.asarray(direction, float)
+    t = np.asarray(target, float)
+    axis = np.cross(d, t)
+    n = np.linalg.norm(axis)
+    if n < 1e-9:
+        return np.eye(3)
+    return rotvec_to_matrix(axis / n * math.radians(degrees))
+
+
+def about(axis, degrees) -> np.ndarray:
+    a = np.asarray(axis, float)
+    return rotvec_to_matrix(a / np.linalg.norm(a) * math.radians(degrees))
+
+
+# --------------------------------------------------------------------------------------
+# the body
+
+
+@dataclasses.dataclass
+class Pose:
+    """An anny pose in its 'local-ref' parameterisation.
+
+    bones: bone label -> rotation vector (radians). Each rotation turns the bone (and what
+      hangs from it) about its head, in axes that equal the anny/world axes in the rest pose
+      and are carried along by the parent bones (like SMPL's pose vectors). Missing bones keep
+      their rest orientation. 'root' turns the whole body about the root (pelvis).
+    root_translation: where the root lands, in the anny frame (metres).
+    """
+
+    bones: dict
+    root_translation: tuple = (0.0, 0.0, 0.0)
+
+    def to_json(self) -> dict:
+        return {
+            "parameterization": "local-ref",
+            "root_translation": [float(x) for x in self.root_translation],
+            "bone_rotvecs": {k: [float(x) for x in v] for k, v in self.bones.items()},
+        }
+
+    @staticmethod
+    def from_json(d: dict) -> "Pose":
+        return Pose(
+            bones={k: np.asarray(v, float) for k, v in d["bone_rotvecs"].items()},
+            root_translation=tuple(d.get("root_translation", (0.0, 0.0, 0.0))),
+        )
+
+
+class Body:
+    """An anny body of a given phenotype: posing, mesh, regions and SMPL-like joints."""
+
+    def __init__(self, phenotype: dict | None = None):
+        import torch
+        import anny
+
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        self.phenotype = dict(DEFAULT_PHENOTYPE if phenotype is None else phenotype)
+        self.anny_version = anny.__version__
+        self.model = anny.Anny(**ANNY_MODEL_ARGS)
+        self.labels = list(self.model.bone_labels)
+        self.index = {label: i for i, label in enumerate(self.labels)}
+        self.faces = self.model.faces.cpu().numpy().astype(np.int64)
+
+        rest_vertices, rest_poses = self._forward(None)
+        self.rest_vertices = rest_vertices
+        self.rest_heads = {label: rest_poses[i, :3, 3] for i, label in enumerate(self.labels)}
+
+        weights = self.model.vertex_bone_weights.cpu().numpy()
+        indices = self.model.vertex_bone_indices.cpu().numpy()
+        self.dominant_bone = indices[np.arange(len(indices)), np.argmax(weights, axis=1)]
+        self.leaf_vertices = self._pick_leaf_vertices()
+        self.face_regions = self._face_regions()
+
+    # -- anny calls
+
+    def _forward(self, pose: Pose | None):
+        import torch
+
+        dtype = self.model.template_vertices.dtype
+        if pose is None:
+            params = None
+        else:
+            params = torch.eye(4, dtype=dtype)[None, None].repeat(1, len(self.labels), 1, 1)
+            for label, rotvec in pose.bones.items():
+                if label not in self.index:
+                    raise KeyError(f"unknown anny bone {label!r}")
+                params[0, self.index[label], :3, :3] = torch.as_tensor(
+                    rotvec_to_matrix(rotvec), dtype=dtype
+                )
+            params[0, 0, :3, 3] = torch.as_tensor(pose.root_translation, dtype=dtype)
+        with torch.no_grad():
+            out = self.model(
+                pose_parameters=params,
+                phenotype_kwargs={k: float(v) for k, v in self.phenotype.items()},
+            )
+        return out["vertices"][0].cpu().numpy(), out["bone_poses"][0].cpu().numpy()
+
+    def evaluate(self, pose: Pose):
+        """Posed vertices (V, 3) and SMPL-like joints {name: (3,)}, both in the anny frame."""
+        vertices, poses = self._forward(pose)
+        joints = {}
+        for name in SMPL_JOINT_NAMES:
+            kind, _ = ANNY_JOINT_SOURCES[name]
+            if kind == "head":
+                joints[name] = poses[self.index[ANNY_JOINT_SOURCES[name][1]], :3, 3].copy()
+            else:
+                joints[name] = vertices[self.leaf_vertices[name]].copy()
+        return vertices, joints
+
+    # -- set-up helpers
+
+    def _pick_leaf_vertices(self) -> dict:
+        v = self.rest_vertices
+        picked = {"head_top": int(np.argmax(v[:, 2]))}
+        for name, bone, parent in (
+            ("left_middle_tip", "finger3-3.L", "finger3-2.L"),
+            ("right_middle_tip", "finger3-3.R", "finger3-2.R"),
+            ("left_bigtoe", "toe1-2.L", "toe1-1.L"),
+            ("right_bigtoe", "toe1-2.R", "toe1-1.R"),
+        ):
+            direction = self.rest_heads[bone] - self.rest_heads[parent]
+            candidates = np.nonzero(self.dominant_bone == self.index[bone])[0]
+            along = (v[candidates] - self.rest_heads[bone]) @ direction
+            picked[name] = int(candidates[np.argmax(along)])
+        return picked
+
+    def _face_regions(self) -> np.ndarray:
+        """Material slot of every face: clothes by the bone that moves it, plus hair and eyes."""
+        from anny.face_segmentation import get_face_segmentation_mask
+
+        vertex_region = np.full(len(self.rest_vertices), REGION_INDEX["skin"])
+        for i, label in enumerate(self.labels):
+            base = label.split(".")[0]
+            sel = self.dominant_bone == i
+            if base.startswith(SHIRT_BONES):
+                vertex_region[sel] = REGION_INDEX["shirt"]
+            elif base.startswith(TROUSER_BONES):
+                vertex_region[sel] = REGION_INDEX["trousers"]
+            elif base.startswith(SHOE_BONES):
+                vertex_region[sel] = REGION_INDEX["shoes"]
+
+        # Short hair: the skull above the brow and behind the ears.
+        v = self.rest_vertices
+        eye = 0.5 * (self.rest_heads["eye.L"] + self.rest_heads["eye.R"])
+        head_like = np.isin(
+            self.dominant_bone, [self.index[b] for b in ("head", "neck03", "eye.L", "eye.R")]
+        )
+        rel = v - eye
+        hair = head_like & (
+            (rel[:, 2] > 0.06)
+            | ((rel[:, 1] > 0.05) & (rel[:, 2] > -0.04))
+            | ((rel[:, 1] > 0.01) & (rel[:, 2] > 0.025))
+        ) & ~((np.abs(rel[:, 0]) > 0.068) & (rel[:, 2] < 0.035))  # not the ears
+
+        vertex_region[hair] = REGION_INDEX["hair"]
+
+        # majority vote of a face's three vertices (first vertex on a three-way tie)
+        fr = vertex_region[self.faces]
+        region = fr[:, 0].copy()
+        region[fr[:, 1] == fr[:, 2]] = fr[fr[:, 1] == fr[:, 2], 1]
+
+        # Trousers up to the waist, shirt above, whatever bone moves the torso's skin
+        # (a straight cut, by face centre height on the rest mesh).
+        v_arm = np.isin(self.dominant_bone, [i for i, b in enumerate(self.labels)
+                                             if b.startswith(("upperarm", "shoulder01"))])
+        clothed = np.isin(region, [REGION_INDEX["shirt"], REGION_INDEX["trousers"]])
+        torso = clothed & ~v_arm[self.faces].any(axis=1)
+        centre_z = v[self.faces][:, :, 2].mean(axis=1)
+        waist = self.rest_heads["spine03"][2] - 0.01
+        region[torso & (centre_z < waist)] = REGION_INDEX["trousers"]
+        region[torso & (centre_z >= waist)] = REGION_INDEX["shirt"]
+
+        # eyes and inner cavities from anny's UV segmentation
+        def mask(labels):
+            return get_face_segmentation_mask(self.model, labels).cpu().numpy()
+
+        region[mask(["eye_back.L", "eye_back.R"])] = REGION_INDEX["eye_white"]
+        front = mask(["eye_front.L", "eye_front.R"])
+        region[front] = REGION_INDEX["eye_white"]
+        centres = v[self.faces].mean(axis=1)
+        for side in ("L", "R"):
+            c = self.rest_heads[f"eye.{side}"]
+            near = front & (np.abs(centres[:, 0] - c[0]) < 0.03)
+            pts = centres[near]
+            # eyeball centre: mean of its front and back faces; iris: within 8 mm of its axis
+            ball = v[self.faces[mask([f"eye_back.{side}", f"eye_front.{side}"])]].reshape(-1, 3)
+            centre = ball.mean(axis=0)
+            radial = np.hypot(pts[:, 0] - centre[0], pts[:, 2] - centre[2])
+            idx = np.nonzero(near)[0]
+            region[idx[radial < 0.0078]] = REGION_INDEX["iris"]
+        region[mask(["eye_cavity.L", "eye_cavity.R", "mouth_cavity", "tongue"])] = (
+            REGION_INDEX["cavity"]
+        )
+        return region
+
+
+def natural_pose(body: Body, seed: int = 0, jitter_deg: float = 0.0) -> Pose:
+    """Standing, turned a little to the camera's right, arms slightly raised and bent, right
+    knee slightly bent, head turned back toward the camera. With jitter_deg > 0 each posed
+    bone but the fingers and toes gets an extra random turn of up to that many degrees about
+    a random axis (numpy generator seeded with `seed`)."""
+    h = body.rest_heads
+    up = np.array([0.0, 0, 1])
+    fwd, back = np.array([0.0, -1, 0]), np.array([0.0, 1, 0])
+
+    def dir_(a, b):
+        d = h[b] - h[a]
+        return d / np.linalg.norm(d)
+
+    R = {}
+    R["root"] = about(up, 22)  # turn toward the body's left (the image's right)
+    R["spine04"] = about([0, 1, 0], 2.0)
+    R["spine02"] = about([1, 0, 0], -3.0) @ about([0, 1, 0], 2.0)
+    R["neck02"] = about(up, -10.0)
+    R["head"] = about(up, -8.0) @ about([1, 0, 0], -4.0) @ about([0, 1, 0], -4.0)
+
+    for side, s in (("L", 1.0), ("R", -1.0)):
+        upper = dir_(f"upperarm01.{side}", f"lowerarm01.{side}")
+        fore = dir_(f"lowerarm01.{side}", f"wrist.{side}")
+        raise_deg = 2.0 if side == "L" else -6.0
+        flex_deg = 10.0 if side == "L" else 6.0
+        elbow_deg = 30.0 if side == "L" else 42.0
+        R[f"upperarm01.{side}"] = swing(upper, fwd, flex_deg) @ swing(upper, up, raise_deg)
+        R[f"lowerarm01.{side}"] = swing(fore, fwd + 0.3 * up, elbow_deg)
+        R[f"wrist.{side}"] = swing(dir_(f"wrist.{side}", f"finger3-1.{side}"), up, 10.0)
+        # relaxed fingers: curl toward the palm (roughly -z of the rest hand, turned inward)
+        for f in (2, 3, 4, 5):
+            for j in (1, 2, 3):
+                a = f"finger{f}-{j}.{side}"
+                nxt = f"finger{f}-{j + 1}.{side}" if j < 3 else None
+                d = dir_(a, nxt) if nxt else dir_(f"finger{f}-{j - 1}.{side}", a)
+                R[a] = swing(d, np.array([-s * 0.6, 0.2, -1.0]), 12.0 + 6.0 * j)
+        R[f"finger1-2.{side}"] = swing(dir_(f"finger1-2.{side}", f"finger1-3.{side}"),
+                                       np.array([-s, 0, 0]), 15.0)
+
+    # weight on the left leg; right knee bent, right heel lifted
+    thigh_r = dir_("upperleg01.R", "lowerleg01.R")
+    shin_r = dir_("lowerleg01.R", "foot.R")
+    R["upperleg01.R"] = swing(thigh_r, fwd, 16.0) @ swing(thigh_r, np.array([-1.0, 0, 0]), 3.0)
+    R["lowerleg01.R"] = swing(shin_r, back, 30.0)
+    R["foot.R"] = swing(dir_("foot.R", "toe3-1.R"), up, 6.0)
+    thigh_l = dir_("upperleg01.L", "lowerleg01.L")
+    R["upperleg01.L"] = swing(thigh_l, np.array([1.0, 0, 0]), 2.0)
+    R["foot.L"] = swing(dir_("foot.L", "toe3-1.L"), np.array([-1.0, 0, 0]), 2.0)
+
+    rng = np.random.default_rng(seed)
+    bones = {}
+    for label in body.labels:  # fixed order: deterministic draws
+        if label not in R:
+            continue
+        m = R[label]
+        if jitter_deg > 0 and not label.startswith(("finger", "metacarpal", "toe")):
+            axis = rng.normal(size=3)
+            m = about(axis, rng.uniform(-jitter_deg, jitter_deg)) @ m
+        bones[label] = matrix_to_rotvec(m)
+    return Pose(bones=bones, root_translation=(0.0, 0.0, 0.0))
+
+
+# --------------------------------------------------------------------------------------
+# camera
+
+
+@dataclasses.dataclass
+class CameraSpec:
+    """A pinhole camera: Blender's camera with sensor fit 'HORIZONTAL', no shift."""
+
+    width: int = 384
+    height: int = 512
+    lens_mm: float = 55.0
+    sensor_width_mm: float = 36.0
+    location: tuple = (0.3, -3.0, 1.1)  # Blender world, metres
+    target: tuple = (0.0, 0.0, 0.88)  # the point the optical axis goes through
+
+    def intrinsics(self) -> dict:
+        f = self.lens_mm / self.sensor_width_mm * self.width
+        return {
+            "fx": f, "fy": f, "cx": self.width / 2.0, "cy": self.height / 2.0,
+            "width": self.width, "height": self.height,
+        }
+
+    def K(self) -> np.ndarray:
+        i = self.intrinsics()
+        return np.array([[i["fx"], 0, i["cx"]], [0, i["fy"], i["cy"]], [0, 0, 1.0]])
+
+    def blender_matrix_world(self) -> np.ndarray:
+        """Camera-to-world 4x4 of the Blender camera (it looks down its local -Z, +Y up)."""
+        loc = np.asarray(self.location, float)
+        back = loc - np.asarray(self.target, float)
+        z = back / np.linalg.norm(back)
+        x = np.cross([0.0, 0.0, 1.0], z)
+        x /= np.linalg.norm(x)
+        y = np.cross(z, x)
+        m = np.eye(4)
+        m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, loc
+        return m
+
+    def world_to_cam(self):
+        """(R, t) of the OpenCV camera: X_cam = R @ X_world + t."""
+        m = self.blender_matrix_world()
+        r = np.diag([1.0, -1.0, -1.0]) @ m[:3, :3].T
+        return r, -r @ m[:3, 3]
+
+    def project(self, points_world: np.ndarray) -> np.ndarray:
+        r, t = self.world_to_cam()
+        pc = np.asarray(points_world, float) @ r.T + t
+        uv = pc @ self.K().T
+        return uv[..., :2] / uv[..., 2:3]
+
+    def to_json(self) -> dict:
+        r, t = self.world_to_cam()
+        d = self.intrinsics()
+        d.update(
+            {
+                "lens_mm": self.lens_mm,
+                "sensor_width_mm": self.sensor_width_mm,
+                "sensor_fit": "HORIZONTAL",
+                "pixel_convention": "continuous; (0,0) = top-left corner of the image, "
+                "pixel centres at half-integers",
+                "R_world_to_cam": r.tolist(),
+                "t_world_to_cam": t.tolist(),
+                "location_world": [float(x) for x in self.location],
+                "target_world": [float(x) for x in self.target],
+                "blender_matrix_world": self.blender_matrix_world().tolist(),
+            }
+        )
+        return d
+
+
+# --------------------------------------------------------------------------------------
+# Blender scene
+
+
+def _principled(name, colour_srgb, roughness, subsurface=0.0):
+    import bpy
+
+    mat = bpy.data.materials.new(name)
+    if mat.node_tree is None:  # Blender < 5.0; 5.0 gives new materials their nodes
+        mat.use_nodes = True
+    bsdf = mat.node_tree.nodes.get("Principled BSDF")
+    rgb = _srgb_to_linear(colour_srgb)
+    bsdf.inputs["Base Color"].default_value = (*rgb, 1.0)
+    bsdf.inputs["Roughness"].default_value = roughness
+    if subsurface > 0:
+        bsdf.inputs["Subsurface Weight"].default_value = subsurface
+        bsdf.inputs["Subsurface Radius"].default_value = (1.0, 0.35, 0.2)
+        bsdf.inputs["Subsurface Scale"].default_value = 0.01
+    if name in ("shirt", "trousers") and "Sheen Weight" in bsdf.inputs:
+        bsdf.inputs["Sheen Weight"].default_value = 0.3
+    return mat
+
+
+def _look_at(obj, location, target):
+    from mathutils import Vector
+
+    obj.location = location
+    direction = Vector(target) - Vector(location)
+    obj.rotation_euler = direction.to_track_quat("-Z", "Y").to_euler()
+
+
+class Scene:
+    """The Blender scene: body mesh, floor, lights, camera, Cycles settings."""
+
+    def __init__(self, body: Body, camera: CameraSpec, samples: int = 32, seed: int = 0,
+                 threads: int = 2):
+        import bpy
+
+        self.body, self.camera = body, camera
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        scene = bpy.context.scene
+        self.scene = scene
+
+        # render settings
+        scene.render.engine = "CYCLES"
+        scene.cycles.device = "CPU"
+        scene.cycles.samples = samples
+        scene.cycles.use_adaptive_sampling = False
+        scene.cycles.seed = seed
+        scene.cycles.max_bounces = 4
+        scene.cycles.diffuse_bounces = 2
+        scene.cycles.glossy_bounces = 2
+        scene.cycles.transmission_bounces = 2
+        scene.cycles.transparent_max_bounces = 2
+        self.denoiser = None
+        try:
+            scene.cycles.use_denoising = True
+            scene.cycles.denoiser = "OPENIMAGEDENOISE"
+            self.denoiser = "OPENIMAGEDENOISE"
+        except (TypeError, AttributeError):
+            scene.cycles.use_denoising = False
+        scene.render.threads_mode = "FIXED"
+        scene.render.threads = threads
+        scene.render.resolution_x = camera.width
+        scene.render.resolution_y = camera.height
+        scene.render.resolution_percentage = 100
+        scene.render.film_transparent = False
+        scene.render.image_settings.file_format = "PNG"
+        scene.render.image_settings.color_mode = "RGB"
+        scene.render.image_settings.color_depth = "8"
+        scene.render.image_settings.compression = 100
+        scene.view_settings.view_transform = "AgX"
+        scene.view_settings.look = "None"
+
+        # world: neutral, slightly warm grey studio
+        world = bpy.data.worlds.new("world")
+        scene.world = world
+        if world.node_tree is None:  # Blender < 5.0
+            world.use_nodes = True
+        bg = world.node_tree.nodes.get("Background")
+        bg.inputs["Color"].default_value = (*_srgb_to_linear((0.62, 0.62, 0.60)), 1.0)
+        bg.inputs["Strength"].default_value = 0.55
+
+        # materials
+        self.materials = []
+        for name, (colour, rough) in REGIONS.items():
+            self.materials.append(
+                _principled(name, colour, rough, subsurface=0.15 if name == "skin" else 0.0)
+            )
+
+        # body mesh (vertices are set per frame)
+        faces = body.faces
+        mesh = bpy.data.meshes.new("anny_body")
+        mesh.vertices.add(len(body.rest_vertices))
+        mesh.loops.add(faces.size)
+        mesh.polygons.add(len(faces))
+        mesh.vertices.foreach_set("co", body.rest_vertices.astype(np.float32).ravel())
+        mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+        mesh.loops.foreach_set("vertex_index", faces.astype(np.int32).ravel())
+        for m in self.materials:
+            mesh.materials.append(m)
+        mesh.polygons.foreach_set("material_index", body.face_regions.astype(np.int32))
+        mesh.update()
+        mesh.validate()
+        mesh.shade_smooth()
+        self.mesh = mesh
+        self.body_obj = bpy.data.objects.new("anny_body", mesh)
+        scene.collection.objects.link(self.body_obj)
+
+        # floor
+        fmesh = bpy.data.meshes.new("floor")
+        s = 30.0
+        fmesh.from_pydata([(-s, -s, 0), (s, -s, 0), (s, s, 0), (-s, s, 0)], [], [(0, 1, 2, 3)])
+        fmesh.materials.append(_principled("floor", (0.55, 0.52, 0.48), 0.7))
+        floor = bpy.data.objects.new("floor", fmesh)
+        scene.collection.objects.link(floor)
+
+        # lights: a warm sun from the front left, a soft area fill from the camera's right
+        sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
+        sun.data.energy = 3.0
+        sun.data.angle = math.radians(8)
+        sun.data.color = (1.0, 0.96, 0.9)
+        sun.rotation_euler = (math.radians(50), 0, math.radians(-35))
+        scene.collection.objects.link(sun)
+        area = bpy.data.objects.new("fill", bpy.data.lights.new("fill", "AREA"))
+        area.data.energy = 250.0
+        area.data.size = 2.0
+        area.data.color = (0.92, 0.95, 1.0)
+        _look_at(area, (2.2, -2.5, 2.2), (0.0, 0.0, 1.0))
+        scene.collection.objects.link(area)
+
+        # camera
+        cam_data = bpy.data.cameras.new("camera")
+        cam_data.type = "PERSP"
+        cam_data.lens = camera.lens_mm
+        cam_data.sensor_width = camera.sensor_width_mm
+        cam_data.sensor_fit = "HORIZONTAL"
+        cam_data.shift_x = cam_data.shift_y = 0.0
+        cam_data.clip_start, cam_data.clip_end = 0.1, 100.0
+        cam = bpy.data.objects.new("camera", cam_data)
+        from mathutils import Matrix
+
+        cam.matrix_world = Matrix(camera.blender_matrix_world().tolist())
+        scene.collection.objects.link(cam)
+        scene.camera = cam
+        self.camera_obj = cam
+
+    def set_vertices(self, vertices_world: np.ndarray):
+        self.mesh.vertices.foreach_set("co", vertices_world.astype(np.float32).ravel())
+        self.mesh.update()
+
+    def render(self, path: Path):
+        import bpy
+
+        settings = self.scene.render.image_settings
+        jpeg = Path(path).suffix.lower() in (".jpg", ".jpeg")
+        settings.file_format = "JPEG" if jpeg else "PNG"
+        if jpeg:
+            settings.quality = 92
+        self.scene.render.filepath = str(Path(path).resolve())
+        bpy.ops.render.render(write_still=True)
+        _strip_metadata(path)
+
+
+def _strip_metadata(path):
+    """Re-save without Blender's metadata (render date and time), so that the same inputs
+    give the same bytes."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        pixels = im.convert("RGB")
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        pixels.save(path, format="JPEG", quality=92)
+    else:
+        pixels.save(path, format="PNG", optimize=True)
+
+
+# --------------------------------------------------------------------------------------
+# frames
+
+
+def ground_offset(body: Body, pose: Pose) -> np.ndarray:
+    """Translation from the anny frame to the Blender world putting the lowest vertex of
+    `pose` on the floor (z = 0) and the root above the world origin."""
+    vertices, joints = body.evaluate(pose)
+    root = joints["pelvis"]
+    return np.array([-root[0], -root[1], -vertices[:, 2].min()])
+
+
+def frame_record(body: Body, pose: Pose, camera: CameraSpec, offset: np.ndarray):
+    """Vertices in the world and the JSON-ready record of one frame."""
+    vertices, joints = body.evaluate(pose)
+    vertices = vertices + offset
+    names = list(joints)
+    world = np.stack([joints[n] for n in names]) + offset
+    r, t = camera.world_to_cam()
+    cam = world @ r.T + t
+    uv = camera.project(world)
+    record = {
+        "joints_world": {n: world[i].round(6).tolist() for i, n in enumerate(names)},
+        "joints_cam": {n: cam[i].round(6).tolist() for i, n in enumerate(names)},
+        "joints_2d": {n: uv[i].round(3).tolist() for i, n in enumerate(names)},
+        "pose": pose.to_json(),
+    }
+    return vertices, record
+
+
+def render_frames(body: Body, poses: list, paths: list, camera: CameraSpec | None = None,
+                  samples: int = 32, seed: int = 0, offset=None, threads: int = 2) -> dict:
+    """Render one image per pose (same scene, camera and world offset for all) and return
+    the metadata: shared fields plus a list of per-frame records. `offset` (anny -> world
+    translation) defaults to grounding the first pose."""
+    camera = camera or CameraSpec()
+    if len(poses) != len(paths):
+        raise ValueError("one output path per pose")
+    offset = ground_offset(body, poses[0]) if offset is None else np.asarray(offset, float)
+    scene = Scene(body, camera, samples=samples, seed=seed, threads=threads)
+    frames = []
+    for index, (pose, path) in enumerate(zip(poses, paths)):
+        t0 = time.time()
+        vertices, record = frame_record(body, pose, camera, offset)
+        scene.set_vertices(vertices)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        scene.render(path)
+        record = {"index": index, "image": Path(path).name, **record}
+        frames.append(record)
+        _log(f"rendered {path} in {time.time() - t0:.1f} s")
+    import bpy
+
+    return {
+        "generator": {
+            "name": GENERATOR_NAME,
+            "version": GENERATOR_VERSION,
+            "seed": seed,
+            "anny_version": body.anny_version,
+            "blender_version": bpy.app.version_string,
+            "render_engine": "CYCLES (CPU)",
+            "samples": samples,
+            "denoiser": scene.denoiser,
+            "view_transform": "AgX",
+        },
+        "frames_doc": {
+            "world": "Blender world: Z up, metres; the floor is z = 0; equals the anny frame "
+            "(X = body's left, body faces -Y at rest) moved by anny.world_offset",
+            "cam": "OpenCV camera frame: x right, y down, z forward, metres; "
+            "X_cam = R_world_to_cam @ X_world + t_world_to_cam",
+            "2d": "pixels, u = fx*x/z + cx, v = fy*y/z + cy (see camera.pixel_convention)",
+            "joints": "anny points standing in for the SMPL joints, see joint_sources",
+        },
+        "camera": camera.to_json(),
+        "joint_names": SMPL_JOINT_NAMES,
+        "joint_sources": {
+            n: {"kind": k, "anny": s} for n, (k, s) in ANNY_JOINT_SOURCES.items()
+        },
+        "anny": {
+            "model_args": ANNY_MODEL_ARGS,
+            "phenotype": body.phenotype,
+            "world_offset": (offset.round(6) + 0.0).tolist(),
+            "leaf_vertex_indices": body.leaf_vertices,
+        },
+        "frames": frames,
+    }
+
+
+def render_image(body: Body, pose: Pose, out: Path, camera: CameraSpec | None = None,
+                 samples: int = 32, seed: int = 0, threads: int = 2) -> dict:
+    """One image plus the single-frame metadata, flattened (frame fields at the top)."""
+    meta = render_frames(body, [pose], [out], camera=camera, samples=samples, seed=seed,
+                         threads=threads)
+    frame = meta.pop("frames")[0]
+    meta.update(frame)
+    return meta
+
+
+def _write_json(path: Path, data: dict):
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------
+# mediapipe check
+
+
+def check_with_mediapipe(image_path: Path, json_path: Path | None = None) -> dict:
+    """Run BlazePose (static image, complexity 1) and compare its 12 major landmarks with
+    the projected true joints. Returns {joint: {visibility, error_px}} and a summary."""
+    import cv2
+    import mediapipe as mp
+
+    json_path = json_path or Path(image_path).with_suffix(".json")
+    meta = json.loads(Path(json_path).read_text())
+    truth = meta["joints_2d"]
+    image = cv2.imread(str(image_path))
+    h, w = image.shape[:2]
+    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1) as pose:
+        res = pose.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    if res.pose_landmarks is None:
+        return {"detected": False}
+    out = {"detected": True, "joints": {}}
+    errors, vis = [], []
+    for idx, name in BLAZEPOSE_TO_SMPL.items():
+        lm = res.pose_landmarks.landmark[idx]
+        uv = np.array([lm.x * w, lm.y * h])
+        err = float(np.linalg.norm(uv - np.asarray(truth[name])))
+        out["joints"][name] = {
+            "visibility": round(float(lm.visibility), 3),
+            "error_px": round(err, 1),
+            "mediapipe_px": uv.round(1).tolist(),
+            "true_px": truth[name],
+        }
+        errors.append(err)
+        vis.append(lm.visibility)
+    out["min_visibility"] = round(float(min(vis)), 3)
+    out["mean_error_px"] = round(float(np.mean(errors)), 1)
+    out["max_error_px"] = round(float(np.max(errors)), 1)
+    xs = [v[0] for v in truth.values()]
+    ys = [v[1] for v in truth.values()]
+    out["person_height_px"] = round(float(max(ys) - min(ys)), 1)
+    out["person_width_px"] = round(float(max(xs) - min(xs)), 1)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# command line
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("render", help="render one posed body to an image plus its JSON")
+    r.add_argument("--out", type=Path, default=Path("samples/person.png"))
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--jitter-deg", type=float, default=0.0,
+                   help="random extra turn per posed bone (0: the canonical pose)")
+    r.add_argument("--samples", type=int, default=32)
+    r.add_argument("--width", type=int, default=CameraSpec.width)
+    r.add_argument("--height", type=int, default=CameraSpec.height)
+    r.add_argument("--lens-mm", type=float, default=CameraSpec.lens_mm)
+    r.add_argument("--threads", type=int, default=2)
+    c = sub.add_parser("check", help="mediapipe BlazePose against the true joints")
+    c.add_argument("image", type=Path)
+    c.add_argument("--json", type=Path, default=None,
+                   help="the image's metadata (default: beside the image)")
+    c.add_argument("--json-out", type=Path, default=None, help="write the result here")
+    args = p.parse_args(argv)
+
+    if args.cmd == "render":
+        t0 = time.time()
+        body = Body()
+        pose = natural_pose(body, seed=args.seed, jitter_deg=args.jitter_deg)
+        cam = CameraSpec(width=args.width, height=args.height, lens_mm=args.lens_mm)
+        meta = render_image(body, pose, args.out, camera=cam, samples=args.samples,
+                            seed=args.seed, threads=args.threads)
+        meta["generator"]["jitter_deg"] = args.jitter_deg
+        meta["generator"]["command"] = (
+            f"python {GENERATOR_NAME} render --out {args.out} --seed {args.seed} "
+            f"--jitter-deg {args.jitter_deg} --samples {args.samples} --width {args.width} "
+            f"--height {args.height} --lens-mm {args.lens_mm}"
+        )
+        _write_json(args.out.with_suffix(".json"), meta)
+        _log(f"wrote {args.out} and {args.out.with_suffix('.json')} "
+             f"({time.time() - t0:.1f} s)")
+    else:
+        result = check_with_mediapipe(args.image, args.json)
+        if not result["detected"]:
+            print("mediapipe: no person detected")
+            sys.exit(1)
+        print(f"{'joint':16s} {'visibility':>10s} {'error_px':>9s}")
+        for name, j in result["joints"].items():
+            print(f"{name:16s} {j['visibility']:10.3f} {j['error_px']:9.1f}")
+        print(f"min visibility {result['min_visibility']:.3f}, mean error "
+              f"{result['mean_error_px']:.1f} px, max error {result['max_error_px']:.1f} px, "
+              f"person (true joints) {result['person_width_px']:.0f} x "
+              f"{result['person_height_px']:.0f} px")
+        if args.json_out:
+            _write_json(args.json_out, result)
+
+
+if __name__ == "__main__":
+    main()
