@@ -133,3 +133,23 @@ def test_photo_without_a_person(tmp_path: Path):
     assert result.returncode != 0
     assert "error: No person was found in the input." in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wall.png"]
+
+
+def pa_mpjpe_mm(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Mean joint error after the best similarity alignment (Procrustes), millimetres."""
+    p, t = predicted - predicted.mean(0), truth - truth.mean(0)
+    u, s, vt = np.linalg.svd(t.T @ p)
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ d @ vt
+    scale = (s * np.diag(d)).sum() / (p**2).sum()
+    return 1000 * np.linalg.norm(scale * p @ rotation.T - t, axis=1).mean()
+
+
+def test_sample_pose_is_close_to_the_true_joints(demo):
+    """The sample photo's true joints are known (samples/person.json): a loose accuracy floor
+    for this first slice (about 62 mm PA-MPJPE when written), to catch regressions."""
+    truth_file = json.loads((ROOT / "samples" / "person.json").read_text())
+    truth = np.array([truth_file["joints_cam"][name] for name in JOINT_NAMES])
+    with np.load(demo["out"] / "scene.npz") as data:
+        predicted = data["joints"][0] @ np.diag([1.0, -1.0, -1.0])  # model frame to camera frame
+    assert pa_mpjpe_mm(predicted, truth) < 80.0

@@ -23,22 +23,25 @@ def _radius(joint_name: str) -> float:
 def build_body_mesh(armature: bpy.types.Object, name: str) -> bpy.types.Object:
     """A mesh object bound to `armature`, following its pose."""
     bm = bmesh.new()
-    groups: dict[str, list[int]] = {}
+    made: dict[str, list[bmesh.types.BMVert]] = {}
     for joint_name in JOINT_NAMES:
         bone = armature.data.bones[joint_name]
         head, tail = bone.head_local, bone.tail_local
         radius = _radius(joint_name)
-        start = len(bm.verts)
         direction = tail - head
         placement = Matrix.Translation((head + tail) / 2) @ (
             Vector((0, 0, 1)).rotation_difference(direction).to_matrix().to_4x4()
         )
-        bmesh.ops.create_cone(bm, cap_ends=True, segments=16, radius1=radius, radius2=radius,
-                              depth=direction.length, matrix=placement)
+        verts = bmesh.ops.create_cone(bm, cap_ends=True, segments=16, radius1=radius,
+                                      radius2=radius, depth=direction.length,
+                                      matrix=placement)["verts"]
         for end in (head, tail):
-            bmesh.ops.create_uvsphere(bm, u_segments=16, v_segments=8, radius=radius,
-                                      matrix=Matrix.Translation(end))
-        groups[joint_name] = list(range(start, len(bm.verts)))
+            verts += bmesh.ops.create_uvsphere(bm, u_segments=16, v_segments=8, radius=radius,
+                                               matrix=Matrix.Translation(end))["verts"]
+        made[joint_name] = verts
+    # Creation order is not storage order (bmesh reuses freed slots): index what was made.
+    bm.verts.index_update()
+    groups = {name: [v.index for v in verts] for name, verts in made.items()}
     mesh = bpy.data.meshes.new(name)
     bm.to_mesh(mesh)
     bm.free()

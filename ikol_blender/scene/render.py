@@ -20,7 +20,7 @@ def render_over_photo(
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = samples
-    scene.cycles.use_denoising = False
+    scene.cycles.use_denoising = True  # OpenImageDenoise, on the CPU
     scene.render.film_transparent = True
     scene.view_settings.view_transform = "Standard"
     _ensure_light(scene)

@@ -21,14 +21,14 @@ def write_motion(path: Path, arrays: dict[str, np.ndarray]) -> None:
     if not folder.is_dir():
         raise BackendError("output_unwritable", f"Output folder does not exist: {folder}")
     try:
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=folder)
+        os.close(handle)
     except OSError as exc:
         raise BackendError(
             "output_unwritable", f"Cannot write to the output folder {folder}: {exc.strerror}"
         ) from exc
     try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, format_version=np.int32(FORMAT_VERSION), **arrays)
+        np.savez(tmp_name, format_version=np.int32(FORMAT_VERSION), **arrays)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
