@@ -5,10 +5,24 @@ The add-on drives a separate backend process (package ikol_backend) and writes w
 into the scene. This package imports only bpy, mathutils, numpy and the standard library.
 """
 
+import bpy
+
+from . import properties
+from .operators import estimate_pose, import_motion
+from .ui import panel
+
+_CLASSES = (*estimate_pose.CLASSES, *import_motion.CLASSES, *panel.CLASSES)
+
 
 def register() -> None:
-    """The panel and operators register here (none yet: the headless CLI is the entry point)."""
+    properties.register()
+    for cls in _CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.TOPBAR_MT_file_import.append(import_motion.menu_import)
 
 
 def unregister() -> None:
-    """Counterpart of register()."""
+    bpy.types.TOPBAR_MT_file_import.remove(import_motion.menu_import)
+    for cls in reversed(_CLASSES):
+        bpy.utils.unregister_class(cls)
+    properties.unregister()

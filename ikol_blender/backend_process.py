@@ -5,6 +5,8 @@ No bpy here: the headless CLI and the modal operator both drive the backend thro
 
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -46,44 +48,109 @@ def estimate_command(python: str, inputs: list[Path], output: Path, fov: float |
     return command
 
 
+class BackendRun:
+    """One backend process, read without blocking: for a modal operator's timer or a loop.
+
+    The process runs in its own process group (no shell), so cancel() ends it and anything it
+    started. Events are read by a thread and handed over by poll().
+    """
+
+    def __init__(self, command: list[str]):
+        try:
+            self._process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise BackendFailed(
+                "backend_missing", f"Cannot start the backend ({command[0]}): {exc}"
+            ) from exc
+        self._events: queue.Queue[dict] = queue.Queue()
+        self._stderr: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read_events, daemon=True),
+            threading.Thread(target=lambda: self._stderr.extend(self._process.stderr), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        self._result: dict | None = None
+        self._error: dict | None = None
+
+    def _read_events(self) -> None:
+        for line in self._process.stdout:
+            event = parse_event(line)
+            if event is not None:
+                self._events.put(event)
+
+    def poll(self, timeout: float = 0.0) -> list[dict]:
+        """Events that arrived since the last call, waiting up to `timeout` s for the first."""
+        events = []
+        try:
+            events.append(self._events.get(timeout=timeout) if timeout else self._events.get_nowait())
+            while True:
+                events.append(self._events.get_nowait())
+        except queue.Empty:
+            pass
+        for event in events:
+            if event["event"] == "result":
+                self._result = event
+            elif event["event"] == "error":
+                self._error = event
+        return events
+
+    @property
+    def done(self) -> bool:
+        """The process has ended and all its output has been read (poll until it is empty)."""
+        return (self._process.poll() is not None and self._events.empty()
+                and not any(reader.is_alive() for reader in self._readers))
+
+    def outcome(self) -> dict:
+        """The `result` event of a finished run; BackendFailed with the backend's message if
+        it failed."""
+        if self._error is not None:
+            raise BackendFailed(self._error.get("code", "internal"),
+                                self._error.get("message", "unknown error"))
+        if self._process.returncode != 0 or self._result is None:
+            tail = "".join(self._stderr[-20:]).strip()
+            raise BackendFailed(
+                "backend_crashed",
+                f"The backend ended with exit code {self._process.returncode}.\n{tail}",
+            )
+        return self._result
+
+    def cancel(self, grace: float = 0.5) -> None:
+        """End the backend's whole process group: SIGTERM, then SIGKILL after `grace` s."""
+        if self._process.poll() is None:
+            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(self._process.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self._process.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        for reader in self._readers:
+            reader.join(timeout=1.0)
+
+
 def run_backend(command: list[str], on_event: Callable[[dict], None] | None = None) -> dict:
-    """Run the backend to the end (no shell) and return its `result` event.
+    """Run the backend to the end and return its `result` event.
 
     Every event is passed to `on_event` as it arrives. Raises BackendFailed with the
-    backend's own message on an `error` event or a non-zero exit.
+    backend's own message on an `error` event or a bad exit.
     """
+    run = BackendRun(command)
     try:
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise BackendFailed("backend_missing", f"Cannot start the backend ({command[0]}): {exc}")
-    stderr_lines: list[str] = []
-    reader = threading.Thread(target=lambda: stderr_lines.extend(process.stderr), daemon=True)
-    reader.start()
-    result: dict | None = None
-    error: dict | None = None
-    for line in process.stdout:
-        event = parse_event(line)
-        if event is None:
-            continue
-        if on_event:
-            on_event(event)
-        if event["event"] == "result":
-            result = event
-        elif event["event"] == "error":
-            error = event
-    process.wait()
-    reader.join()
-    if error is not None:
-        raise BackendFailed(error.get("code", "internal"), error.get("message", "unknown error"))
-    if process.returncode != 0 or result is None:
-        tail = "".join(stderr_lines[-20:]).strip()
-        raise BackendFailed(
-            "backend_crashed", f"The backend ended with exit code {process.returncode}.\n{tail}"
-        )
-    return result
+        while not run.done:
+            for event in run.poll(timeout=0.1):
+                if on_event:
+                    on_event(event)
+    except BaseException:
+        run.cancel()
+        raise
+    return run.outcome()
 
 
 def parse_event(line: str) -> dict | None:

@@ -19,9 +19,36 @@ class BuiltScene:
 
 def build_scene(motion: Motion, name: str, body: bool = True, camera: bool = True) -> BuiltScene:
     """Add an animated SMPL armature (and optionally a body mesh and the matched camera)
-    to the current scene, and set the scene's frame rate and range from the motion."""
+    to the current scene, and set the scene's frame rate and range from the motion.
+
+    All or nothing: if anything fails, what was added is removed again and the error raised.
+    """
     if motion.rest_joints is None:
-        raise ValueError("The motion file has no rest skeleton ('rest_joints').")
+        raise ValueError(
+            "The motion file has no rest skeleton ('rest_joints'); files without one "
+            "(e.g. AMASS) need an SMPL model file, which is not supported yet."
+        )
+    scene = bpy.context.scene
+    before = {kind: set(getattr(bpy.data, kind)) for kind in _MADE_HERE}
+    saved = (scene.frame_start, scene.frame_end, scene.render.fps, scene.render.fps_base,
+             scene.render.resolution_x, scene.render.resolution_y, scene.camera)
+    try:
+        return _build(motion, name, body, camera)
+    except BaseException:
+        for kind in _MADE_HERE:
+            collection = getattr(bpy.data, kind)
+            for block in set(collection) - before[kind]:
+                collection.remove(block)
+        (scene.frame_start, scene.frame_end, scene.render.fps, scene.render.fps_base,
+         scene.render.resolution_x, scene.render.resolution_y, scene.camera) = saved
+        raise
+
+
+# Kinds of data-blocks the scene writer creates (objects first: they use the others).
+_MADE_HERE = ("objects", "armatures", "meshes", "cameras", "actions", "materials")
+
+
+def _build(motion: Motion, name: str, body: bool, camera: bool) -> BuiltScene:
     armature = build_armature(name, motion.rest_joints)
     key_motion(armature, motion)
     scene = bpy.context.scene

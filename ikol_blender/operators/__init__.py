@@ -1,0 +1,1 @@
+"""Operators: Estimate Pose (and its Cancel) and Import Motion."""

@@ -1,0 +1,1 @@
+"""User interface: the IKOL panel in the 3D Viewport's sidebar."""
