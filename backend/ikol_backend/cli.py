@@ -1,6 +1,7 @@
 """The `ikol-backend` command line (documented in docs/protocol.md)."""
 
 import argparse
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -36,8 +37,14 @@ def _run_estimate(args: argparse.Namespace, events: Events) -> None:
     estimate(args.inputs, args.output, events, fov_deg=args.fov)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM (the add-on's Cancel) unwinds like Ctrl-C, so partial files are removed.
+    signal.signal(signal.SIGTERM, _interrupt)
     events = Events(json_lines=getattr(args, "events", False))
     try:
         args.run(args, events)
