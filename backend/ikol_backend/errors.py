@@ -12,6 +12,8 @@ EXIT_INTERRUPTED = 130
 _EXIT_BY_CODE = {
     "input_not_found": EXIT_BAD_INPUT,
     "input_unreadable": EXIT_BAD_INPUT,
+    "input_unsupported": EXIT_BAD_INPUT,
+    "bad_frame_range": EXIT_USAGE,
     "no_person": EXIT_NO_PERSON,
     "output_unwritable": EXIT_OUTPUT,
 }

@@ -1,0 +1,326 @@
+"""Frame readers: image files and folders, video containers, range and stride, orientation,
+downscaling, streaming, and every bad input with its exact message."""
+
+import struct
+import tracemalloc
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from ikol_backend.errors import EXIT_BAD_INPUT, EXIT_USAGE, BackendError
+from ikol_backend.readers import FrameRange, downscaled, open_source
+from ikol_backend.readers import video
+from ikol_backend.readers.images import check_exists, read_image
+from ikol_backend.readers.video import frame_rate
+
+WIDTH, HEIGHT = 64, 48
+FPS = 25.0
+FRAMES = 30
+# Containers and codecs this OpenCV build writes (H.264 has no encoder here).
+CONTAINERS = [("mp4", "mp4v"), ("mov", "mp4v"), ("avi", "MJPG"), ("mkv", "XVID"),
+              ("webm", "VP80")]
+IMAGES = (".bmp, .dib, .jpe, .jpeg, .jpg, .pbm, .pgm, .png, .pnm, .ppm, .ras, .sr, .tif, "
+          ".tiff, .webp")
+RED = (255, 0, 0)
+
+
+def coded_frame(number: int) -> np.ndarray:
+    """An RGB frame showing `number` (0-255) as eight black or white 16-pixel squares in the top
+    32 rows (bit b at row b // 4, column b % 4), over a red band that checks the channel order."""
+    rgb = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    for bit in range(8):
+        if number >> bit & 1:
+            row, col = divmod(bit, 4)
+            rgb[row * 16:(row + 1) * 16, col * 16:(col + 1) * 16] = 255
+    rgb[32:] = RED
+    return rgb
+
+
+def frame_number(rgb: np.ndarray) -> int:
+    """Read back the number of `coded_frame`, from the middle of each square."""
+    return sum(1 << bit for bit in range(8)
+               if rgb[bit // 4 * 16 + 4:bit // 4 * 16 + 12, bit % 4 * 16 + 4:bit % 4 * 16 + 12]
+               .mean() > 128)
+
+
+def write_video(path: Path, fourcc: str, count: int = FRAMES) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, (WIDTH, HEIGHT))
+    assert writer.isOpened(), f"this OpenCV cannot write {fourcc} into {path.suffix}"
+    for number in range(count):
+        writer.write(cv2.cvtColor(coded_frame(number), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def write_image(path: Path, number: int) -> Path:
+    cv2.imwrite(str(path), cv2.cvtColor(coded_frame(number), cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """One 30-frame clip per container, frame n showing the number n."""
+    folder = tmp_path_factory.mktemp("clips")
+    return {ext: write_video(folder / f"clip.{ext}", fourcc) for ext, fourcc in CONTAINERS}
+
+
+def numbers(source) -> list[tuple[int, int]]:
+    """(index, number shown) of each frame the source yields."""
+    return [(frame.index, frame_number(frame.rgb)) for frame in source]
+
+
+def check_error(call, code: str, message: str) -> None:
+    with pytest.raises(BackendError) as caught:
+        call()
+    assert (caught.value.code, caught.value.message) == (code, message)
+
+
+# --- images ---------------------------------------------------------------------------------
+
+def test_folder_is_read_in_natural_order_and_ignores_other_files(tmp_path):
+    for name, number in [("frame10.JPG", 10), ("frame2.png", 2), ("Frame1.bmp", 1)]:
+        write_image(tmp_path / name, number)
+    (tmp_path / "notes.txt").write_text("not an image")
+    write_image(tmp_path / ".hidden.png", 99)  # e.g. macOS "._" resource files
+    (tmp_path / "sub.png").mkdir()
+    source = open_source([tmp_path])
+    assert [path.name for path in source.paths] == ["Frame1.bmp", "frame2.png", "frame10.JPG"]
+    assert numbers(source) == [(0, 1), (1, 2), (2, 10)]
+    assert (source.frame_count, source.fps, source.fps_note) == (3, None, None)
+    assert source.frame_size == (WIDTH, HEIGHT)
+
+
+def test_image_list_keeps_its_order_and_applies_range_and_stride(tmp_path):
+    paths = [write_image(tmp_path / f"{number}{ext}", number)
+             for number, ext in zip([7, 3, 5, 1, 6, 2, 4], [".png", ".bmp", ".tif"] * 3)]
+    source = open_source(paths, FrameRange(start=1, stop=6, stride=2))
+    assert source.frame_count == 3
+    frames = list(source)
+    assert [(f.index, frame_number(f.rgb), f.timestamp) for f in frames] == [
+        (1, 3, None), (3, 1, None), (5, 2, None)]
+    assert tuple(frames[0].rgb[40, 10]) == RED and frames[0].rgb.dtype == np.uint8
+    # Iterating again starts over (the first frame decoded up front is not reused twice).
+    assert numbers(source) == [(1, 3), (3, 1), (5, 2)]
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+    stored = np.zeros((20, 40, 3), np.uint8)
+    stored[:, :20] = RED  # left half red, as stored
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6  # Orientation: the stored image is turned 90° clockwise for display
+    path = tmp_path / "photo.jpg"
+    image.save(path, exif=exif.tobytes(), quality=95)
+
+    source = open_source([path])
+    (frame,) = list(source)
+    assert frame.rgb.shape == (40, 20, 3) and source.frame_size == (20, 40)
+    assert frame.rgb[:18, :, 0].min() > 200 and frame.rgb[22:, :, 0].max() < 50  # red on top
+    np.testing.assert_array_equal(read_image(path), frame.rgb)
+
+
+# --- video ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ext", [ext for ext, _ in CONTAINERS])
+def test_video_containers_yield_every_frame_in_order(clips, ext):
+    source = open_source([clips[ext]])
+    assert (source.frame_count, source.fps, source.fps_note) == (FRAMES, FPS, None)
+    assert source.frame_size == (WIDTH, HEIGHT) and source.paths == [clips[ext]]
+    frames = list(source)
+    assert [(f.index, frame_number(f.rgb)) for f in frames] == [(n, n) for n in range(FRAMES)]
+    assert [f.timestamp for f in frames] == [n / FPS for n in range(FRAMES)]
+    assert all(tuple(f.rgb[40, 10]) == pytest.approx(RED, abs=8) for f in frames)
+
+
+@pytest.mark.parametrize("ext", [ext for ext, _ in CONTAINERS])
+@pytest.mark.parametrize("seek_min_gap", [video.SEEK_MIN_GAP, 2])  # grab() only; seeks
+def test_video_range_and_stride(clips, ext, seek_min_gap, monkeypatch):
+    monkeypatch.setattr(video, "SEEK_MIN_GAP", seek_min_gap)
+    source = open_source([clips[ext]], FrameRange(start=5, stop=24, stride=4))
+    assert source.frame_count == 5
+    assert numbers(source) == [(n, n) for n in (5, 9, 13, 17, 21)]
+    tail = open_source([clips[ext]], FrameRange(start=26, stride=3))
+    assert tail.frame_count == 2 and numbers(tail) == [(26, 26), (29, 29)]
+
+
+def test_video_orientation_from_the_container_is_applied(tmp_path):
+    path = write_video(tmp_path / "phone.mp4", "mp4v", count=3)
+    data = bytearray(path.read_bytes())
+    # Put a 90° display matrix into the track header, as phones filming upright do:
+    # 'tkhd' (version 0): flags 4, times and ids 20, reserved 8, layer..volume 8, then 3×3.
+    matrix = data.index(b"tkhd") + 4 + 4 + 20 + 8 + 8
+    data[matrix:matrix + 36] = struct.pack(">9i", 0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30)
+    path.write_bytes(data)
+    source = open_source([path])
+    assert source.frame_size == (HEIGHT, WIDTH)
+    frame = next(iter(source))
+    # Turned clockwise: the red band at the bottom of the stored frame is now on the left.
+    assert frame.rgb.shape == (WIDTH, HEIGHT, 3)
+    assert frame.rgb[:, :12, 0].min() > 200 and frame.rgb[:, :12, 2].max() < 60
+
+
+def test_video_is_streamed_not_held(tmp_path):
+    width, height, count = 320, 240, 80
+    path = tmp_path / "long.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (width, height))
+    for number in range(count):
+        writer.write(np.full((height, width, 3), number, np.uint8))
+    writer.release()
+    frame_bytes = width * height * 3
+    source = open_source([path])
+
+    def peak(consume) -> int:
+        tracemalloc.start()
+        try:
+            consume(iter(source))
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    assert peak(lambda frames: [None for _ in frames]) < 4 * frame_bytes
+    assert peak(list) > count * frame_bytes  # the measure sees frames that are kept
+
+
+def test_frame_rate_falls_back_with_a_reason():
+    assert frame_rate(29.97) == (29.97, None)
+    for reported, shown in [(0.0, "0"), (float("nan"), "nan"), (1000.0, "1000")]:
+        assert frame_rate(reported) == (
+            30.0, f"The video reports no usable frame rate ({shown}); assuming 30 frames/s.")
+
+
+# --- downscaling ----------------------------------------------------------------------------
+
+def test_large_frames_are_downscaled_with_an_exact_scale():
+    full = np.zeros((2001, 3001, 3), np.uint8)
+    full[600:900, 1000:1300] = 255  # a square centred at (1150, 750), corner coordinates
+    small, scale = downscaled(full)
+    assert scale == 1280 / 3001 and small.shape == (853, 1280, 3)
+    weight = small[..., 0].astype(float)
+    rows, cols = np.indices(weight.shape) + 0.5  # pixel centres in corner coordinates
+    centre = np.array([(cols * weight).sum(), (rows * weight).sum()]) / weight.sum()
+    np.testing.assert_allclose(centre / scale, (1150, 750), atol=0.05)
+
+
+def test_small_frames_are_not_copied_and_the_limit_can_be_set():
+    frame = np.zeros((480, 640, 3), np.uint8)
+    same, scale = downscaled(frame)
+    assert same is frame and scale == 1.0
+    small, scale = downscaled(frame, max_side=320)
+    assert small.shape == (240, 320, 3) and scale == 0.5
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+def test_missing_path(tmp_path):
+    missing = tmp_path / "nowhere.mp4"
+    check_error(lambda: open_source([missing]), "input_not_found", f"Input not found: {missing}")
+    check_error(lambda: open_source([]), "input_not_found", "No input given.")
+
+
+def test_file_that_is_neither_image_nor_video(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    check_error(lambda: open_source([notes]), "input_unsupported",
+                f"Not an image or video file: {notes} (images: {IMAGES}; "
+                "videos: .avi, .mkv, .mov, .mp4, .webm)")
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("hello")
+    check_error(lambda: open_source([fake]), "input_unreadable",
+                f"Not an image file (or a damaged one): {fake}")
+
+
+def test_folder_without_images(tmp_path):
+    check_error(lambda: open_source([tmp_path]), "input_unsupported",
+                f"No image files in folder: {tmp_path} (looked for {IMAGES})")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "clip.mp4").write_bytes(b"\0" * 10)
+    check_error(lambda: open_source([tmp_path]), "input_unsupported",
+                f"No image files in folder: {tmp_path} (looked for {IMAGES})")
+
+
+def test_zero_length_files(tmp_path):
+    for name in ["empty.mp4", "empty.jpg"]:
+        (tmp_path / name).touch()
+        check_error(lambda: open_source([tmp_path / name]), "input_unreadable",
+                    f"Input is empty (0 bytes): {tmp_path / name}")
+    write_image(tmp_path / "frame1.png", 1)
+    check_error(lambda: open_source([tmp_path]), "input_unreadable",
+                f"Input is empty (0 bytes): {tmp_path / 'empty.jpg'}")
+
+
+def test_damaged_image_later_in_a_folder_fails_when_reached(tmp_path):
+    write_image(tmp_path / "frame1.png", 1)
+    (tmp_path / "frame2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    frames = iter(open_source([tmp_path]))
+    assert frame_number(next(frames).rgb) == 1
+    check_error(lambda: next(frames), "input_unreadable",
+                f"Not an image file (or a damaged one): {tmp_path / 'frame2.png'}")
+
+
+def test_truncated_and_corrupt_videos(clips, tmp_path):
+    data = clips["mp4"].read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:len(data) // 2])  # the index ('moov') is written last: lost
+    garbage = tmp_path / "garbage.mkv"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+    for path in [cut, garbage]:
+        check_error(lambda: open_source([path]), "input_unreadable",
+                    f"Cannot open video (damaged, truncated or not a video): {path}")
+
+
+def test_truncated_stream_yields_what_it_holds(clips, tmp_path):
+    data = clips["mkv"].read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[:len(data) * 2 // 3])
+    source = open_source([cut])
+    assert source.frame_count == FRAMES  # from the header, which overstates a cut file
+    held = numbers(source)
+    assert 5 < len(held) < FRAMES and held == [(n, n) for n in range(len(held))]
+    check_error(lambda: list(open_source([cut], FrameRange(start=FRAMES - 1))),
+                "bad_frame_range",
+                f"Frame range starts at frame {FRAMES - 1}, past the end of the video: {cut}")
+
+
+def test_video_without_frames(tmp_path):
+    path = write_video(tmp_path / "none.avi", "MJPG", count=0)
+    check_error(lambda: open_source([path]), "input_unreadable",
+                f"Video has no frames that can be decoded: {path}")
+
+
+def test_video_and_folder_must_be_given_alone(clips, tmp_path):
+    photo = write_image(tmp_path / "photo.png", 1)
+    check_error(lambda: open_source([photo, clips["mp4"]]), "input_unsupported",
+                f"A video must be given alone, not with other inputs: {clips['mp4']}")
+    check_error(lambda: open_source([tmp_path, photo]), "input_unsupported",
+                f"A folder must be given alone, not with other inputs: {tmp_path}")
+
+
+def test_bad_frame_ranges(clips, tmp_path):
+    check_error(lambda: FrameRange(stride=0), "bad_frame_range",
+                "Frame stride must be 1 or more, got 0.")
+    check_error(lambda: FrameRange(start=-1), "bad_frame_range",
+                "First frame must be 0 or more, got -1.")
+    check_error(lambda: FrameRange(start=5, stop=5), "bad_frame_range",
+                "Frame range is empty: stop (5) must be after start (5).")
+    photo = write_image(tmp_path / "photo.png", 1)
+    check_error(lambda: open_source([photo, photo], FrameRange(start=2)), "bad_frame_range",
+                "Frame range starts at frame 2, but the input has 2 images")
+    check_error(lambda: open_source([clips["avi"]], FrameRange(start=FRAMES)), "bad_frame_range",
+                f"Frame range starts at frame {FRAMES}, but the video has {FRAMES} frames: "
+                f"{clips['avi']}")
+
+
+def test_new_error_codes_map_to_exit_codes():
+    assert BackendError("input_unsupported", "").exit_code == EXIT_BAD_INPUT
+    assert BackendError("bad_frame_range", "").exit_code == EXIT_USAGE
+
+
+def test_single_image_helpers_keep_their_behaviour(tmp_path):
+    missing = tmp_path / "missing.png"
+    check_error(lambda: check_exists(missing), "input_not_found", f"Input not found: {missing}")
+    check_error(lambda: check_exists(tmp_path), "input_unreadable",
+                f"Input is not a file: {tmp_path}")
+    assert frame_number(read_image(write_image(tmp_path / "photo.png", 7))) == 7
