@@ -20,11 +20,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     estimate = commands.add_parser("estimate", help="estimate SMPL motion from photos")
-    estimate.add_argument("inputs", nargs="+", type=Path, help="image file(s), one frame each")
+    estimate.add_argument("inputs", nargs="+", type=Path,
+                          help="image file(s) (one frame each, in order), an image folder "
+                               "(natural order) or a video file")
     estimate.add_argument("-o", "--output", type=Path, required=True, help="motion file (.npz)")
     estimate.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
                           help="camera field of view across the long side, degrees "
                                f"(default {DEFAULT_FOV_DEG:g})")
+    estimate.add_argument("--start", type=int, default=0, help="first frame (default 0)")
+    estimate.add_argument("--stop", type=int, help="frame to stop before (default: the end)")
+    estimate.add_argument("--stride", type=int, default=1, help="use every Nth frame")
     estimate.add_argument("--events", action="store_true",
                           help="report progress as JSON lines on stdout")
     estimate.set_defaults(run=_run_estimate)
@@ -33,8 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_estimate(args: argparse.Namespace, events: Events) -> None:
     from .estimate import estimate  # torch and mediapipe load only when needed
+    from .readers import FrameRange
 
-    estimate(args.inputs, args.output, events, fov_deg=args.fov)
+    frame_range = FrameRange(args.start, args.stop, args.stride)
+    estimate(args.inputs, args.output, events, fov_deg=args.fov, frame_range=frame_range)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -1,7 +1,9 @@
 """`ikol-backend estimate`: frames -> person landmarks -> SMPL targets -> IK -> motion file."""
 
+import dataclasses
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,49 +20,59 @@ from .events import Events
 from .frontends.blazepose import BlazePose
 from .frontends.blazepose_to_smpl import smpl_targets
 from .ik.analytic import analytic_ik
-from .readers.images import check_exists, read_image
+from .readers import FrameRange, downscaled, open_source
 from .writers.motion import write_motion
 
 STILL_FRAME_RATE = 30.0  # written for still images, which have no frame rate of their own
 
 
-def estimate(photos: list[Path], output: Path, events: Events, fov_deg: float) -> dict:
-    """Estimate SMPL motion from photos (one frame each) and write the motion file.
+def estimate(
+    inputs: Sequence[Path], output: Path, events: Events, fov_deg: float,
+    frame_range: FrameRange = FrameRange(),
+) -> dict:
+    """Estimate SMPL motion from photos, an image folder or a video; write the motion file.
 
     Returns the summary also sent with the `result` event.
     """
-    for photo in photos:
-        check_exists(photo)
     seconds: dict[str, float] = defaultdict(float)
+    tick = time.perf_counter()
+    source = open_source(inputs, frame_range)  # checks every input before any model loads
+    seconds["decode"] += time.perf_counter() - tick
+    is_video = source.fps is not None
+    frame_rate = source.fps / frame_range.stride if is_video else STILL_FRAME_RATE
+    camera = intrinsics(*source.frame_size, fov_deg=fov_deg)
     body = default_skeleton()
     betas = torch.zeros(1, NUM_BETAS)
     rest = body.rest_points(betas)
-    events.emit("start", frames=len(photos), front_end="default", device="cpu")
+    total = source.frame_count or 0
+    events.emit("start", frames=total, front_end="default", device="cpu")
+    if source.fps_note:
+        events.emit("warning", code="frame_rate", message=source.fps_note)
 
     frames: list[dict[str, np.ndarray]] = []
-    size = None
     began = time.perf_counter()
-    with BlazePose(video=False) as detector:
-        for index, photo in enumerate(photos):
-            tick = time.perf_counter()
-            rgb = read_image(photo)
-            size = (rgb.shape[1], rgb.shape[0])
+    with BlazePose(video=is_video) as detector:
+        tick = time.perf_counter()
+        for frame in source:
             seconds["decode"] += time.perf_counter() - tick
-
             tick = time.perf_counter()
-            marks = detector.detect(rgb)
+            small, scale = downscaled(frame.rgb)
+            marks = detector.detect(small)
             seconds["landmarks"] += time.perf_counter() - tick
             if marks is None:
-                events.emit("warning", code="no_person", frame=index,
-                            message=f"No person found in frame {index} ({photo.name}).")
-                frames.append(_invalid_frame(rest))
+                name = source.paths[frame.index].name if not is_video else source.paths[0].name
+                events.emit("warning", code="no_person", frame=frame.index,
+                            message=f"No person found in frame {frame.index} ({name}).")
+                frames.append(_invalid_frame(rest, frame.index))
             else:
                 tick = time.perf_counter()
-                frames.append(_solve_frame(marks, rest, intrinsics(*size, fov_deg=fov_deg)))
+                marks = dataclasses.replace(marks, image=marks.image / scale)
+                frames.append(_solve_frame(marks, rest, camera, frame.index))
                 seconds["ik"] += time.perf_counter() - tick
-            done = index + 1
-            events.emit("progress", done=done, total=len(photos),
+            done = len(frames)
+            events.emit("progress", done=done, total=max(total, done),
                         frames_per_s=done / (time.perf_counter() - began))
+            tick = time.perf_counter()
 
     valid = np.array([f["valid"] for f in frames])
     if not valid.any():
@@ -73,15 +85,15 @@ def estimate(photos: list[Path], output: Path, events: Events, fov_deg: float) -
         "trans": arrays["trans"].astype(np.float32),
         "betas": betas[0].numpy().astype(np.float32),
         "gender": np.array("neutral"),
-        "mocap_framerate": np.float64(STILL_FRAME_RATE),
+        "mocap_framerate": np.float64(frame_rate),
         "joints": arrays["joints"].astype(np.float32),
         "rest_joints": rest[0, :NUM_JOINTS].numpy().astype(np.float32),
         "valid": valid,
-        "frame_index": np.arange(len(frames), dtype=np.int32),
+        "frame_index": arrays["frame_index"].astype(np.int32),
         "keypoints_2d": arrays["keypoints_2d"].astype(np.float32),
-        "camera_intrinsics": intrinsics(*size, fov_deg=fov_deg).astype(np.float32),
-        "image_size": np.array(size, dtype=np.int32),
-        "source": np.array(str(photos[0]) if len(photos) == 1 else str(photos[0].parent)),
+        "camera_intrinsics": camera.astype(np.float32),
+        "image_size": np.array(source.frame_size, dtype=np.int32),
+        "source": np.array(str(inputs[0]) if len(inputs) == 1 else str(Path(inputs[0]).parent)),
         "body_model": np.array(body.name),
         "front_end": np.array("default"),
     })
@@ -95,7 +107,9 @@ def estimate(photos: list[Path], output: Path, events: Events, fov_deg: float) -
     return summary
 
 
-def _solve_frame(marks, rest: torch.Tensor, camera: np.ndarray) -> dict[str, np.ndarray]:
+def _solve_frame(
+    marks, rest: torch.Tensor, camera: np.ndarray, index: int
+) -> dict[str, np.ndarray]:
     points_3d, points_2d, confidence = smpl_targets(marks)
     target = torch.as_tensor(points_3d, dtype=rest.dtype).unsqueeze(0)
     rotmats = analytic_ik(rest, target)
@@ -103,6 +117,7 @@ def _solve_frame(marks, rest: torch.Tensor, camera: np.ndarray) -> dict[str, np.
     posed_np = posed[0].double().numpy()
     trans = fit_translation(posed_np, points_2d, confidence, camera)
     return {
+        "frame_index": np.int32(index),
         "valid": np.bool_(True),
         "poses": roma.rotmat_to_rotvec(rotmats[0]).numpy(),
         "trans": trans,
@@ -111,9 +126,10 @@ def _solve_frame(marks, rest: torch.Tensor, camera: np.ndarray) -> dict[str, np.
     }
 
 
-def _invalid_frame(rest: torch.Tensor) -> dict[str, np.ndarray]:
+def _invalid_frame(rest: torch.Tensor, index: int) -> dict[str, np.ndarray]:
     """A frame without the person: rest pose at the origin, marked invalid."""
     return {
+        "frame_index": np.int32(index),
         "valid": np.bool_(False),
         "poses": np.zeros((NUM_JOINTS, 3)),
         "trans": np.zeros(3),
