@@ -23,12 +23,14 @@ from .backend_process import REPO_ROOT, BackendFailed, backend_python, estimate_
 from .motion import MotionFileError, load_motion
 
 SAMPLE_PHOTO = REPO_ROOT / "samples" / "person.png"
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 DEMO_OUT = Path("out")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ikol_blender/cli.py", description=__doc__.split("\n")[0])
-    parser.add_argument("--input", type=Path, help="photo of a person")
+    parser.add_argument("--input", type=Path, nargs="+",
+                        help="photo(s), an image folder or a video of a person")
     parser.add_argument("--output", type=Path, help=".blend file to write")
     parser.add_argument("--motion", type=Path, help="motion file to write (default: beside --output)")
     parser.add_argument("--render", type=Path, help="also write a PNG of the posed body over the photo")
@@ -38,12 +40,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help=f"run on the bundled sample photo, writing {DEMO_OUT}/")
     args = parser.parse_args(argv)
     if args.demo:
-        args.input = args.input or SAMPLE_PHOTO
+        args.input = args.input or [SAMPLE_PHOTO]
         args.output = args.output or DEMO_OUT / "scene.blend"
         args.render = args.render or DEMO_OUT / "render.png"
     if args.input is None or args.output is None:
         parser.error("--input and --output are required (or --demo)")
     args.motion = args.motion or args.output.with_suffix(".npz")
+    if args.render is not None and (len(args.input) != 1 or args.input[0].is_dir()
+                                    or args.input[0].suffix.lower() in VIDEO_SUFFIXES):
+        parser.error("--render needs a single photo as --input")
     return args
 
 
@@ -87,7 +92,7 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
     """Backend, scene, .blend and render, all written into the staging folder."""
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
-    command = estimate_command(backend_python(), [args.input], staged["motion"], args.fov)
+    command = estimate_command(backend_python(), args.input, staged["motion"], args.fov)
     result = run_backend(command, on_event=_print_progress)
     seconds["backend (total)"] = time.perf_counter() - tick
 
@@ -100,14 +105,14 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
     motion = load_motion(staged["motion"])
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.context.preferences.filepaths.save_version = 0
-    built = build_scene(motion, name=args.input.stem, body=not args.no_body)
+    built = build_scene(motion, name=args.input[0].stem, body=not args.no_body)
     seconds["scene"] = time.perf_counter() - tick
 
     if args.render is not None:
         if built.camera is None:
             raise SceneError("the motion file has no camera to render through")
         tick = time.perf_counter()
-        render_over_photo(bpy.context.scene, built.camera, args.input, staged["render"], frame=1)
+        render_over_photo(bpy.context.scene, built.camera, args.input[0], staged["render"], frame=1)
         seconds["render"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
