@@ -1,0 +1,518 @@
+"""The IKOL layer: batched, differentiable Gauss-Newton inverse kinematics on the SMPL tree.
+
+From root-relative target points (24 joints, optionally the 5 leaf points), a body shape, twist
+angles and leaf rotations to the 24 local joint rotations, following IKOL (Zhang et al., AAAI
+2023) and the authors' code:
+
+- The pelvis (root) and spine3 have several children. Each takes the rotation that best turns
+  its rest child bones onto the target child bones (an SVD fit, `roma.special_procrustes`).
+  The fit of spine3 over its three children fixes its rotation in the model frame, so it does
+  not depend on the unknowns below.
+- Every other joint j with one child c is `swing(theta_j) @ twist(phi_j)`. The twist turns
+  about the rest bone t = rest[c] - rest[j] by the given angle phi_j. The swing turns by the
+  unknown angle theta_j about the axis n = normalise(t x p), p being the target bone
+  target[c] - target[j] carried into the parent's frame by the parent's current rotation. So
+  the axis follows the parent: it depends on the swing angles of all ancestors.
+- The five leaf joints (head, hands, feet) take the given leaf rotations.
+- Gauss-Newton on the swing angles, from zero, for the squared distance between the posed and
+  target points: delta = (J^T J + u I)^-1 J^T r, u = 0.1, five iterations. The Jacobian J is
+  built in closed form (columns propagated down the tree, including how each axis moves with
+  its ancestors). In the backward pass J is a constant (GN-Diff); autograd runs through the
+  residuals of the unrolled iterations.
+
+Beyond the paper: a warm start (the previous frame's swing angles), configurable iterations and
+damping, betas fitted from bone lengths when none are given, and a twist-free mode: without
+twist angles every joint takes the minimal twist (phi = 0), and without leaf rotations the
+hands, feet and head get a swing unknown toward their leaf keypoint (middle finger tip, big
+toe, head top) when the targets have those points, or no rotation when they do not.
+
+Frames and units: the SMPL model frame (Y up, X to the body's left, Z forward), metres,
+radians. Rotations are local (relative to the parent, in a frame equal to the model frame at
+rest); joint 0 is the global orientation. Every tensor is batched (leading B), float32 or
+float64, on any device; no Python loop runs over the batch.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import roma
+import torch
+
+from ..body.model import BodyModel
+from ..body.tree import LEAF_PARENTS, NUM_JOINTS, NUM_POINTS, PARENTS, POINT_PARENTS, children
+from .shape_fit import fit_betas
+
+SPINE3 = 9
+ROOT_CHILDREN: tuple[int, ...] = (1, 2, 3)
+SPINE3_CHILDREN: tuple[int, ...] = (12, 13, 14)
+# Joints with a swing unknown in the published layer: 1-8, 12-14, 16-21 (spine3, which the
+# paper also lists, is fitted by SVD at test time, so its angle would have no effect).
+PUBLISHED_SWING_JOINTS: tuple[int, ...] = tuple(
+    j for j in range(1, NUM_JOINTS) if j != SPINE3 and j not in LEAF_PARENTS
+)
+# The point whose rest bone each joint twists about: its first child (spine3: the neck).
+TWIST_CHILD: tuple[int, ...] = tuple(kids[0] for kids in children()[:NUM_JOINTS])
+_LEAF_SLOT = {joint: slot for slot, joint in enumerate(LEAF_PARENTS)}
+_AXIS_EPS = 1e-12  # m^2: below this |t x p|, the bone is taken as aligned
+
+JacobianFn = Callable[["SwingProblem", torch.Tensor, "_Pose"], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class IKResult:
+    """What the layer returns.
+
+    Attributes:
+        rotmats: (B, 24, 3, 3) local joint rotations, joint 0 global.
+        swing: (B, K) swing angles (radians) of `swing_joints`; pass back as `init` to
+            warm-start the next frame.
+        swing_joints: the joint of each column of `swing`.
+        points: (B, 29, 3) posed joints and leaf points, pelvis at the origin (metres).
+        betas: (B, 10) the shape used (given or fitted).
+    """
+
+    rotmats: torch.Tensor
+    swing: torch.Tensor
+    swing_joints: tuple[int, ...]
+    points: torch.Tensor
+    betas: torch.Tensor
+
+    def poses(self) -> torch.Tensor:
+        """(B, 24, 3) axis-angle poses (radians), SMPL order."""
+        return roma.rotmat_to_rotvec(self.rotmats)
+
+
+def ikol(
+    body: BodyModel,
+    targets: torch.Tensor,
+    betas: torch.Tensor | None = None,
+    twist: torch.Tensor | None = None,
+    leaf_rotmats: torch.Tensor | None = None,
+    *,
+    init: torch.Tensor | str = "zero",
+    iterations: int = 5,
+    damping: float = 0.1,
+    jacobian_grad: bool = False,
+) -> IKResult:
+    """Solve for the joint rotations that pose `body` onto `targets`.
+
+    Args:
+        body: the skeleton (default skeleton, SMPL file or stand-in).
+        targets: (B, 24, 3) joints or (B, 29, 3) joints and leaf points, model frame, metres.
+            Only positions relative to the pelvis matter.
+        betas: (B, 10) shape; None fits it from the target bone lengths.
+        twist: (B, 23, 2) (cos, sin) of the twist angle of joints 1-23 about their rest bone
+            (need not be normalised); None gives the minimal-twist prior (zero twist).
+        leaf_rotmats: (B, 5, 3, 3) local rotations of the leaf joints 15, 22, 23, 10, 11 (head,
+            hands, feet); None swings them toward the leaf points when `targets` has 29 points
+            and leaves them unrotated otherwise.
+        init: where Gauss-Newton starts: "zero" (zero swing, as in the paper), "analytic"
+            (every bone aimed at its target in one sweep down the tree, see
+            `SwingProblem.aim`), or (B, K) swing angles, e.g. the previous frame's
+            `IKResult.swing` (warm start).
+        iterations: Gauss-Newton iterations (paper: 5).
+        damping: u in (J^T J + u I), m^2 (paper: 0.1).
+        jacobian_grad: if True, autograd also runs through the closed-form Jacobian (the exact
+            derivative of the unrolled solver) instead of treating it as a constant (GN-Diff).
+    """
+    problem = SwingProblem.build(body, targets, betas, twist, leaf_rotmats)
+    if isinstance(init, torch.Tensor):
+        theta = init.to(problem.targets)
+    elif init == "zero":
+        theta = problem.zero_swing()
+    elif init == "analytic":
+        theta = problem.aim()
+    else:
+        raise ValueError(f"init must be 'zero', 'analytic' or a tensor, got {init!r}")
+    return problem.result(
+        gauss_newton(problem, theta, iterations, damping, closed_form_jacobian, jacobian_grad)
+    )
+
+
+def twist_from_rotmats(local_rotmats: torch.Tensor, rest_points: torch.Tensor) -> torch.Tensor:
+    """(B, 24, 3, 3) local rotations, (B, 29, 3) rest points -> (B, 23, 2) twist (cos, sin).
+
+    The twist of joint j is the angle of its rotation about its rest bone toward TWIST_CHILD[j]
+    in the swing-twist decomposition (rotation = swing @ twist), for joints 1-23.
+    """
+    quat = roma.rotmat_to_unitquat(local_rotmats[:, 1:])  # (x, y, z, w)
+    child = torch.tensor(TWIST_CHILD[1:], device=rest_points.device)
+    bone = rest_points[:, child] - rest_points[:, 1:NUM_JOINTS]
+    along = (quat[..., :3] * torch.nn.functional.normalize(bone, dim=-1)).sum(-1)
+    angle = 2.0 * torch.atan2(along, quat[..., 3])
+    return torch.stack([angle.cos(), angle.sin()], dim=-1)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The tree as chains, and where each number of the solver lives.
+
+    The pelvis and spine3 are the only joints with several children, and both have rotations
+    that the swing angles do not change (SVD fits). The rest of the tree is six chains hanging
+    from them: the legs and the lower spine from the pelvis, the neck and the arms from spine3.
+    Each chain joint has one child point. Chains are padded to a common length, so that each
+    step down the chains is one batched operation; a "slot" is (chain, step), flattened.
+    """
+
+    chains: tuple[tuple[int, ...], ...]
+    steps: int
+    swing_joints: tuple[int, ...]  # joint of each unknown, in column order
+    base: tuple[int, ...]  # per chain: the fixed joint it hangs from (pelvis or spine3)
+    slot_joint: tuple[int, ...]  # per slot: its joint, -1 for padding
+    slot_child: tuple[int, ...]  # per slot: its child point, -1 for padding
+    slot_unknown: tuple[bool, ...]  # per slot: has a swing unknown
+    column_slot: tuple[int, ...]  # per unknown: its slot
+    joint_source: tuple[int, ...]  # per joint: row in [pelvis, slots..., spine3]
+    jacobian_source: tuple[int, ...]  # entries of the Jacobian: (slot, step) of the velocity
+    jacobian_target: tuple[int, ...]  # entries of the Jacobian: point * K + column
+
+
+@lru_cache(maxsize=8)
+def _plan(leaf_swing: bool, num_targets: int) -> _Plan:
+    kids = children()
+    chains: list[tuple[int, ...]] = []
+    base: list[int] = []
+    for fixed in (0, SPINE3):
+        for first in kids[fixed]:
+            chain = [first]
+            while (nxt := kids[chain[-1]][0]) < NUM_JOINTS and nxt != SPINE3:
+                chain.append(nxt)
+            chains.append(tuple(chain))
+            base.append(fixed)
+    steps = max(len(chain) for chain in chains)
+    slot_joint = [chain[s] if s < len(chain) else -1 for chain in chains for s in range(steps)]
+    swing = sorted(j for j in slot_joint if j in PUBLISHED_SWING_JOINTS or
+                   (leaf_swing and j in LEAF_PARENTS))
+    slot_of = {joint: slot for slot, joint in enumerate(slot_joint) if joint >= 0}
+    column_slot = tuple(slot_of[j] for j in swing)
+    slot_child = [kids[j][0] if j >= 0 else -1 for j in slot_joint]
+    joint_source = [0] * NUM_JOINTS
+    for joint, slot in slot_of.items():
+        joint_source[joint] = 1 + slot
+    joint_source[SPINE3] = 1 + len(slot_joint)
+
+    # Point i moves with the unknowns of the slot whose child it is (that slot's velocity) and,
+    # rigidly, with those of every chain ending at a fixed joint above it (the velocity there).
+    child_slot = {child: slot for slot, child in enumerate(slot_child) if child >= 0}
+    source, target = [], []
+    for point in range(1, num_targets):
+        parent = POINT_PARENTS[point]
+        slots = [slot_of[parent]] if parent in slot_of else []
+        fixed = base[slot_of[parent] // steps] if parent in slot_of else parent
+        while fixed != 0:
+            slots.append(child_slot[fixed])
+            fixed = base[child_slot[fixed] // steps]
+        for slot in slots:
+            first = slot - slot % steps
+            for upstream in range(first, slot + 1):
+                if slot_joint[upstream] in swing:
+                    source.append(slot * steps + upstream % steps)
+                    target.append(point * len(swing) + swing.index(slot_joint[upstream]))
+    return _Plan(
+        chains=tuple(chains),
+        steps=steps,
+        swing_joints=tuple(swing),
+        base=tuple(base),
+        slot_joint=tuple(slot_joint),
+        slot_child=tuple(slot_child),
+        slot_unknown=tuple(j in swing for j in slot_joint),
+        column_slot=column_slot,
+        joint_source=tuple(joint_source),
+        jacobian_source=tuple(source),
+        jacobian_target=tuple(target),
+    )
+
+
+@dataclass(frozen=True)
+class _Pose:
+    """Forward kinematics at some swing angles, with what the Jacobian needs.
+
+    Per-slot tensors are (B, C, S, ...) for C chains of S steps.
+    """
+
+    swing: torch.Tensor  # (B, K) the swing angles
+    local: torch.Tensor  # (B, 24, 3, 3)
+    points: torch.Tensor  # (B, 29, 3)
+    angle: torch.Tensor  # (B, C, S) swing angle per slot (0 where no unknown)
+    parent_global: torch.Tensor  # (B, C, S, 3, 3) global rotation of each slot's parent
+    axis: torch.Tensor  # (B, C, S, 3) unit swing axis, parent frame
+    cross_norm: torch.Tensor  # (B, C, S, 1) |t x p|
+    carried: torch.Tensor  # (B, C, S, 3) target child bone p in the parent frame
+    child_bone: torch.Tensor  # (B, C, S, 3) posed bone from each slot's joint to its child
+
+
+@dataclass(frozen=True)
+class SwingProblem:
+    """Everything about one batch that does not change over the iterations."""
+
+    plan: _Plan
+    betas: torch.Tensor  # (B, 10)
+    targets: torch.Tensor  # (B, P, 3) root-relative, P = 24 or 29
+    rest_bone: torch.Tensor  # (B, 29, 3) rest bone to each point from its parent
+    child_rest: torch.Tensor  # (B, C, S, 3) t: rest bone to each slot's child (0: padding)
+    child_target: torch.Tensor  # (B, C, S, 3) d: target bone to each slot's child (0: none)
+    turn: torch.Tensor  # (B, C, S, 3, 3) twist of a swing slot, rotation of a given leaf
+    unknown: torch.Tensor  # (C, S) 1 where the slot has a swing unknown
+    base: torch.Tensor  # (B, C, 3, 3) global rotation of each chain's fixed base joint
+    root: torch.Tensor  # (B, 3, 3) global rotation of the pelvis
+    spine3: torch.Tensor  # (B, 3, 3) global rotation of spine3
+    indices: dict[str, torch.Tensor]  # the plan's index lists on the batch's device
+
+    @property
+    def swing_joints(self) -> tuple[int, ...]:
+        return self.plan.swing_joints
+
+    @staticmethod
+    def build(
+        body: BodyModel,
+        targets: torch.Tensor,
+        betas: torch.Tensor | None,
+        twist: torch.Tensor | None,
+        leaf_rotmats: torch.Tensor | None,
+    ) -> "SwingProblem":
+        """Prepare a batch; arguments as for `ikol`."""
+        if targets.dim() != 3 or targets.shape[1] not in (NUM_JOINTS, NUM_POINTS) or targets.shape[2] != 3:
+            raise ValueError(f"targets must be (B, 24, 3) or (B, 29, 3), got {tuple(targets.shape)}")
+        batch, num_targets = targets.shape[:2]
+        targets = targets - targets[:, :1]
+        if betas is None:
+            betas = fit_betas(body, targets)
+        rest = _rest_points(body, betas.to(targets))
+        rest_bone = torch.cat([torch.zeros_like(rest[:, :1]), rest[:, 1:] - rest[:, list(POINT_PARENTS[1:])]], 1)
+        plan = _plan(leaf_rotmats is None and num_targets == NUM_POINTS, num_targets)
+        chains, steps = len(plan.chains), plan.steps
+        device = targets.device
+        indices = {
+            name: torch.tensor(getattr(plan, name), device=device)
+            for name in ("column_slot", "joint_source", "jacobian_source", "jacobian_target")
+        }
+        indices["bone_of_slot"] = torch.tensor([c - 1 for c in plan.slot_child], device=device)
+
+        def per_slot(values: torch.Tensor, index: list[int]) -> torch.Tensor:
+            """Gather (B, N, ...) rows by slot; index -1 gives zeros."""
+            padded = torch.cat([values, torch.zeros_like(values[:, :1])], 1)
+            picked = padded[:, torch.tensor(index, device=device)]
+            return picked.reshape(batch, chains, steps, *values.shape[2:])
+
+        joint = [j if j >= 0 else -1 for j in plan.slot_joint]
+        child = list(plan.slot_child)
+        child_rest = per_slot(rest_bone, child)
+        # Target bones only where a swing aims at them (a given leaf joint needs none).
+        aimed = [c if (u and c < num_targets) else -1 for c, u in zip(child, plan.slot_unknown)]
+        origin = [j if (u and c < num_targets) else -1 for j, c, u in zip(joint, child, plan.slot_unknown)]
+        child_target = per_slot(targets, aimed) - per_slot(targets, origin)
+
+        eye = torch.eye(3, dtype=targets.dtype, device=device)
+        if twist is None:
+            turn = eye.expand(batch, chains, steps, 3, 3)
+        else:
+            angle = torch.atan2(twist[..., 1], twist[..., 0]).to(targets)  # joints 1-23
+            angle = per_slot(torch.cat([angle.new_zeros(batch, 1), angle], 1).unsqueeze(-1), joint)
+            turn = roma.rotvec_to_rotmat(angle * torch.nn.functional.normalize(child_rest, dim=-1))
+        given = [j in LEAF_PARENTS and not u for j, u in zip(plan.slot_joint, plan.slot_unknown)]
+        if any(given):
+            leaf = eye.expand(batch, len(LEAF_PARENTS), 3, 3) if leaf_rotmats is None else leaf_rotmats.to(targets)
+            leaf_slots = per_slot(leaf, [_LEAF_SLOT[j] if g else -1 for j, g in zip(plan.slot_joint, given)])
+            mask = torch.tensor(given, device=device).reshape(1, chains, steps, 1, 1)
+            turn = torch.where(mask, leaf_slots, turn)
+
+        root = _fit_rotation(rest_bone, targets, 0, ROOT_CHILDREN)
+        spine3 = _fit_rotation(rest_bone, targets, SPINE3, SPINE3_CHILDREN)
+        return SwingProblem(
+            plan=plan,
+            betas=betas,
+            targets=targets,
+            rest_bone=rest_bone,
+            child_rest=child_rest,
+            child_target=child_target,
+            turn=turn,
+            unknown=torch.tensor(plan.slot_unknown, dtype=targets.dtype, device=device).reshape(chains, steps),
+            base=torch.stack([root if b == 0 else spine3 for b in plan.base], 1),
+            root=root,
+            spine3=spine3,
+            indices=indices,
+        )
+
+    def zero_swing(self) -> torch.Tensor:
+        """(B, K) zero swing angles, the paper's starting point."""
+        return self.targets.new_zeros(self.targets.shape[0], len(self.plan.swing_joints))
+
+    def aim(self) -> torch.Tensor:
+        """(B, K) the swing angles that aim each rest bone exactly at its target bone.
+
+        One sweep down the tree (HybrIK-style closed-form IK with the given twist): each angle
+        is the one between the rest bone and the target bone carried into the parent's frame.
+        Exact for noise-free targets; a starting point for Gauss-Newton otherwise.
+        """
+        return self.pose(None).swing
+
+    def pose(self, theta: torch.Tensor | None) -> _Pose:
+        """Forward kinematics at swing angles theta (B, K); None aims every bone (see `aim`)."""
+        batch = self.targets.shape[0]
+        chains, steps = self.unknown.shape
+        if theta is not None:
+            slots = self.targets.new_zeros(batch, chains * steps)
+            slot_angle = slots.index_copy(1, self.indices["column_slot"], theta).view(batch, chains, steps)
+        frame = self.base
+        frames, globals_, locals_, axes, norms, carried_all, angles = [], [], [], [], [], [], []
+        for s in range(steps):
+            rest = self.child_rest[:, :, s]
+            carried = (frame.transpose(-1, -2) @ self.child_target[:, :, s].unsqueeze(-1)).squeeze(-1)
+            cross = torch.linalg.cross(rest, carried)
+            cross_norm = cross.norm(dim=-1, keepdim=True).clamp_min(_AXIS_EPS)
+            axis = cross / cross_norm
+            if theta is None:
+                dot = (rest * carried).sum(-1, keepdim=True)
+                angle = torch.atan2(cross_norm, dot) * self.unknown[:, s].unsqueeze(-1)
+            else:
+                angle = slot_angle[:, :, s].unsqueeze(-1)
+            local = roma.rotvec_to_rotmat(angle * axis) @ self.turn[:, :, s]
+            frames.append(frame)
+            frame = frame @ local
+            globals_.append(frame)
+            locals_.append(local)
+            axes.append(axis)
+            norms.append(cross_norm)
+            carried_all.append(carried)
+            angles.append(angle.squeeze(-1))
+        slot_global, slot_local, angle = _stack(globals_), _stack(locals_), _stack(angles)
+        source = self.indices["joint_source"]
+        global_ = torch.cat([self.root.unsqueeze(1), slot_global.flatten(1, 2), self.spine3.unsqueeze(1)], 1)[:, source]
+        spine2 = global_[:, PARENTS[SPINE3]]
+        spine3_local = spine2.transpose(-1, -2) @ self.spine3
+        local = torch.cat([self.root.unsqueeze(1), slot_local.flatten(1, 2), spine3_local.unsqueeze(1)], 1)[:, source]
+        # Posed bones, then points as sums of bones along the tree.
+        bones = (global_[:, list(POINT_PARENTS[1:])] @ self.rest_bone[:, 1:].unsqueeze(-1)).squeeze(-1)
+        points = torch.einsum("ic,bcx->bix", _ancestry(bones.dtype, bones.device), bones)
+        child_bone = torch.cat([bones, torch.zeros_like(bones[:, :1])], 1)[:, self.indices["bone_of_slot"]]
+        return _Pose(
+            swing=angle.flatten(1)[:, self.indices["column_slot"]] if theta is None else theta,
+            local=local,
+            points=torch.cat([torch.zeros_like(points[:, :1]), points], 1),
+            angle=angle,
+            parent_global=_stack(frames),
+            axis=_stack(axes),
+            cross_norm=_stack(norms),
+            carried=_stack(carried_all),
+            child_bone=child_bone.view(batch, chains, steps, 3),
+        )
+
+    def residual(self, pose: _Pose) -> torch.Tensor:
+        """(B, 3P) posed minus target points, metres."""
+        num = self.targets.shape[1]
+        return (pose.points[:, :num] - self.targets).flatten(1)
+
+    def result(self, theta: torch.Tensor) -> IKResult:
+        pose = self.pose(theta)
+        return IKResult(pose.local, theta, self.plan.swing_joints, pose.points, self.betas)
+
+
+def gauss_newton(
+    problem: SwingProblem,
+    theta: torch.Tensor,
+    iterations: int,
+    damping: float,
+    jacobian: JacobianFn,
+    jacobian_grad: bool = False,
+) -> torch.Tensor:
+    """Damped Gauss-Newton on the swing angles: theta -= (J^T J + u I)^-1 J^T r.
+
+    Returns the swing angles after `iterations` steps. Unless `jacobian_grad`, the Jacobian
+    is built without autograd, so the backward pass treats it as a constant.
+    """
+    eye = torch.eye(theta.shape[1], dtype=theta.dtype, device=theta.device)
+    for _ in range(iterations):
+        pose = problem.pose(theta)
+        residual = problem.residual(pose)
+        with torch.set_grad_enabled(jacobian_grad and torch.is_grad_enabled()):
+            jac = jacobian(problem, theta, pose)
+            normal = jac.transpose(1, 2) @ jac + damping * eye
+            factor, _ = torch.linalg.cholesky_ex(normal)
+        step = torch.cholesky_solve(jac.transpose(1, 2) @ residual.unsqueeze(-1), factor)
+        theta = theta - step.squeeze(-1)
+    return theta
+
+
+def closed_form_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: _Pose) -> torch.Tensor:
+    """(B, 3P, K) derivative of the posed target points with respect to the swing angles.
+
+    Walks down the chains with each joint's spatial angular velocity w (3 x S per chain: one
+    column per step's swing angle; dG = [w]x G). For a slot with parent rotation G_q, axis n,
+    angle theta, rest bone t and carried target bone p:
+        w = w_q + G_q (sin(theta) dn + (1 - cos(theta)) n x dn) + G_q n e_s,
+        dn = (I - n n^T) (t x (p x G_q^T w_q)) / |t x p|,
+    the middle term being how the swing moves when its axis follows the parent; it vanishes
+    where theta = 0 (given leaf rotations). The chains start from fixed joints (w = 0). A
+    point's velocity is the sum of w x (posed bone) over the slots above it in its chain, plus
+    the velocity of the fixed joint its chain hangs from (spine3 moves rigidly with the spine).
+    """
+    batch = theta.shape[0]
+    chains, steps = problem.unknown.shape
+    eye = torch.eye(3, dtype=theta.dtype, device=theta.device)
+    frame, axis, carried, rest = pose.parent_global, pose.axis, pose.carried, problem.child_rest
+    sin, cos = pose.angle.sin().unsqueeze(-1), pose.angle.cos().unsqueeze(-1)
+    # M maps the parent's angular velocity to the swing's change, both in the parent frame:
+    # with R = sin (I - n n^T) + (1 - cos) [n]x and [t]x [p]x = p t^T - (t.p) I,
+    # M = R [t]x [p]x / |t x p| = ((R p) t^T - (t.p) R) / |t x p|, R p = sin p + (1 - cos) n x p
+    # (n is orthogonal to p).
+    rotate = sin.unsqueeze(-1) * (eye - axis.unsqueeze(-1) * axis.unsqueeze(-2)) \
+        + (1 - cos).unsqueeze(-1) * _skew(axis)
+    turned = sin * carried + (1 - cos) * torch.linalg.cross(axis, carried)
+    dot = (rest * carried).sum(-1, keepdim=True).unsqueeze(-1)
+    m = (turned.unsqueeze(-1) * rest.unsqueeze(-2) - dot * rotate) / pose.cross_norm.unsqueeze(-1)
+    transfer = eye + frame @ m @ frame.transpose(-1, -2)  # (B, C, S, 3, 3)
+    seed = (frame @ axis.unsqueeze(-1)).squeeze(-1) * problem.unknown.unsqueeze(-1)  # (B, C, S, 3)
+    columns = torch.eye(steps, dtype=theta.dtype, device=theta.device)
+    omega = theta.new_zeros(batch, chains, 3, steps)
+    omegas = []
+    for s in range(steps):
+        omega = transfer[:, :, s] @ omega + seed[:, :, s].unsqueeze(-1) * columns[s]
+        omegas.append(omega)
+    omega = torch.stack(omegas, 2)  # (B, C, S, 3, S)
+    velocity = -(_skew(pose.child_bone) @ omega).cumsum(2)  # w x bone = -[bone]x w
+    num = problem.targets.shape[1]
+    num_swing = theta.shape[1]
+    values = velocity.transpose(-1, -2).reshape(batch, chains * steps * steps, 3)
+    values = values[:, problem.indices["jacobian_source"]]
+    jac = values.new_zeros(batch, num * num_swing, 3).index_copy(1, problem.indices["jacobian_target"], values)
+    return jac.view(batch, num, num_swing, 3).transpose(2, 3).reshape(batch, 3 * num, num_swing)
+
+
+@lru_cache(maxsize=8)
+def _ancestry(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(28, 28) [i, c] = 1 where point c + 1 is point i + 1 or one of its ancestors (not the root)."""
+    matrix = torch.zeros(NUM_POINTS - 1, NUM_POINTS - 1, dtype=dtype)
+    for point in range(1, NUM_POINTS):
+        node = point
+        while node != 0:
+            matrix[point - 1, node - 1] = 1
+            node = POINT_PARENTS[node]
+    return matrix.to(device)
+
+
+def _stack(per_step: list[torch.Tensor]) -> torch.Tensor:
+    """Per-step (B, C, ...) tensors -> (B, C, S, ...)."""
+    return torch.stack(per_step, 2)
+
+
+def _skew(v: torch.Tensor) -> torch.Tensor:
+    """(..., 3) -> (..., 3, 3) cross-product matrices: skew(a) @ b = a x b."""
+    x, y, z = v.unbind(-1)
+    o = torch.zeros_like(x)
+    return torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(*v.shape, 3)
+
+
+def _rest_points(body: BodyModel, betas: torch.Tensor) -> torch.Tensor:
+    """(B, 10) -> (B, 29, 3) rest points on the betas' device and dtype."""
+    template = body.point_template.to(betas)
+    shapedirs = body.point_shapedirs.to(betas)
+    return template + torch.einsum("pcs,bs->bpc", shapedirs, betas)
+
+
+def _fit_rotation(
+    rest_bone: torch.Tensor, targets: torch.Tensor, joint: int, kids: tuple[int, ...]
+) -> torch.Tensor:
+    """(B, 3, 3) global rotation best turning the rest bones to `kids` onto the target ones."""
+    target_bone = targets[:, list(kids)] - targets[:, joint:joint + 1]
+    return roma.special_procrustes(target_bone.transpose(1, 2) @ rest_bone[:, list(kids)])
