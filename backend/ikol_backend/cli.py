@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--events", action="store_true",
                           help="report progress as JSON lines on stdout")
     estimate.set_defaults(run=_run_estimate)
+
+    from .ik.benchmark import add_parser as add_bench_ik
+
+    add_bench_ik(commands)
     return parser
 
 
