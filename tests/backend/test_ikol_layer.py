@@ -13,6 +13,7 @@ from ikol_backend.body.tree import LEAF_PARENTS, NUM_JOINTS, POINT_PARENTS
 from ikol_backend.ik.benchmark import make_case, random_poses
 from ikol_backend.ik.ikol_layer import (
     PUBLISHED_SWING_JOINTS,
+    SwingPose,
     SwingProblem,
     closed_form_jacobian,
     gauss_newton,
@@ -41,7 +42,7 @@ def rot_err_deg(rotmats: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(roma.rotmat_geodesic_distance(rotmats, truth)).mean(-1)
 
 
-def reference_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: object) -> torch.Tensor:
+def reference_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: SwingPose) -> torch.Tensor:
     """Plain autograd: the Jacobian of the batch-summed residuals (samples are independent)."""
     def summed(angles: torch.Tensor) -> torch.Tensor:
         return problem.residual(problem.pose(angles)).sum(0)
@@ -77,7 +78,7 @@ def test_same_numbers_as_autograd_jacobian(body: BodyModel, mode: str) -> None:
     twist = None if mode == "twist_free" else case.twist
     leaf = None if mode in ("leaf_swing", "twist_free") else case.leaf
     problem = SwingProblem.build(body, targets, case.betas, twist, leaf)
-    start = problem.aim() + 0.1 if mode == "noisy_warm" else problem.zero_swing()
+    start = problem.pose(problem.aim() + 0.1 if mode == "noisy_warm" else problem.zero_swing())
     ours = problem.result(gauss_newton(problem, start, 5, 0.1, closed_form_jacobian))
     reference = problem.result(gauss_newton(problem, start, 5, 0.1, reference_jacobian))
     torch.testing.assert_close(ours.swing, reference.swing, atol=1e-5, rtol=0)

@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from ..body.kinematics import forward_kinematics
 from ..body.model import NUM_BETAS, BodyModel
 from ..body.tree import LEAF_PARENTS, NUM_JOINTS
 from .analytic import analytic_ik
-from .ikol_layer import SwingProblem, closed_form_jacobian, gauss_newton, twist_from_rotmats
+from .ikol_layer import SwingPose, SwingProblem, closed_form_jacobian, gauss_newton, twist_from_rotmats
 
 METHODS = ("gn_closed_form", "gn_autograd", "analytic_swing_twist", "adam")
 SLOW_METHODS = ("gn_autograd", "adam")
@@ -158,7 +159,7 @@ class GNSettings:
         return f"init={self.init} it={self.iterations} u={self.damping:g}"
 
 
-def autograd_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: Any) -> torch.Tensor:
+def autograd_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: SwingPose) -> torch.Tensor:
     """(B, 3P, K) Jacobian the authors' way: autograd of the batch-summed residuals."""
 
     def summed(angles: torch.Tensor) -> torch.Tensor:
@@ -174,8 +175,8 @@ def solve(method: str, body: BodyModel, case: Case, gn: GNSettings, adam_fit_m: 
     if method in ("gn_closed_form", "gn_autograd"):
         jacobian = closed_form_jacobian if method == "gn_closed_form" else autograd_jacobian
         problem = SwingProblem.build(body, case.targets, case.betas, case.twist, case.leaf)
-        theta = problem.aim() if gn.init == "analytic" else problem.zero_swing()
-        result = problem.result(gauss_newton(problem, theta, gn.iterations, gn.damping, jacobian))
+        start = problem.pose(None if gn.init == "analytic" else problem.zero_swing())
+        result = problem.result(gauss_newton(problem, start, gn.iterations, gn.damping, jacobian))
         return result.rotmats, result.points
     if method == "analytic_swing_twist":
         rotmats = analytic_ik(case.rest, case.targets)
@@ -349,6 +350,7 @@ def main(args: argparse.Namespace) -> list[dict[str, Any]]:
         body, tuple(args.methods), tuple(args.batches), tuple(args.noise_mm), args.device,
         getattr(torch, args.dtype), args.repeats, args.max_slow_batch,
         GNSettings(args.init, args.iterations, args.damping),
+        progress=lambda row: print(f"bench-ik: {row}", file=sys.stderr, flush=True),
     )
     print(json.dumps({"rows": rows}) if args.json else format_table(rows))
     return rows

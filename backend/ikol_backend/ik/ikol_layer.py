@@ -14,17 +14,20 @@ angles and leaf rotations to the 24 local joint rotations, following IKOL (Zhang
   target[c] - target[j] carried into the parent's frame by the parent's current rotation. So
   the axis follows the parent: it depends on the swing angles of all ancestors.
 - The five leaf joints (head, hands, feet) take the given leaf rotations.
-- Gauss-Newton on the swing angles, from zero, for the squared distance between the posed and
-  target points: delta = (J^T J + u I)^-1 J^T r, u = 0.1, five iterations. The Jacobian J is
-  built in closed form (columns propagated down the tree, including how each axis moves with
-  its ancestors). In the backward pass J is a constant (GN-Diff); autograd runs through the
-  residuals of the unrolled iterations.
+- Gauss-Newton on the swing angles for the squared distance between the posed and target
+  points: delta = (J^T J + u I)^-1 J^T r; the paper starts from zero swing with u = 0.1 and
+  five iterations, which are the defaults. The Jacobian J is built in closed form (columns
+  propagated down the tree, including how each axis moves with its ancestors). In the
+  backward pass J is a constant (GN-Diff); autograd runs through the residuals of the
+  unrolled iterations.
 
-Beyond the paper: a warm start (the previous frame's swing angles), configurable iterations and
-damping, betas fitted from bone lengths when none are given, and a twist-free mode: without
-twist angles every joint takes the minimal twist (phi = 0), and without leaf rotations the
-hands, feet and head get a swing unknown toward their leaf keypoint (middle finger tip, big
-toe, head top) when the targets have those points, or no rotation when they do not.
+Beyond the paper: other starting points (every bone aimed at its target in one closed-form
+sweep, which is exact without noise, or a warm start from the previous frame's swing angles),
+configurable iterations and damping, betas fitted from bone lengths when none are given, and a
+twist-free mode: without twist angles every joint takes the minimal twist (phi = 0), and
+without leaf rotations the hands, feet and head get a swing unknown toward their leaf keypoint
+(middle finger tip, big toe, head top) when the targets have those points, or no rotation when
+they do not. docs/ik_layer.md has the measurements behind the choices.
 
 Frames and units: the SMPL model frame (Y up, X to the body's left, Z forward), metres,
 radians. Rotations are local (relative to the parent, in a frame equal to the model frame at
@@ -56,7 +59,7 @@ TWIST_CHILD: tuple[int, ...] = tuple(kids[0] for kids in children()[:NUM_JOINTS]
 _LEAF_SLOT = {joint: slot for slot, joint in enumerate(LEAF_PARENTS)}
 _AXIS_EPS = 1e-12  # m^2: below this |t x p|, the bone is taken as aligned
 
-JacobianFn = Callable[["SwingProblem", torch.Tensor, "_Pose"], torch.Tensor]
+JacobianFn = Callable[["SwingProblem", torch.Tensor, "SwingPose"], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -118,15 +121,15 @@ def ikol(
     """
     problem = SwingProblem.build(body, targets, betas, twist, leaf_rotmats)
     if isinstance(init, torch.Tensor):
-        theta = init.to(problem.targets)
+        start = problem.pose(init.to(problem.targets))
     elif init == "zero":
-        theta = problem.zero_swing()
+        start = problem.pose(problem.zero_swing())
     elif init == "analytic":
-        theta = problem.aim()
+        start = problem.pose(None)
     else:
         raise ValueError(f"init must be 'zero', 'analytic' or a tensor, got {init!r}")
     return problem.result(
-        gauss_newton(problem, theta, iterations, damping, closed_form_jacobian, jacobian_grad)
+        gauss_newton(problem, start, iterations, damping, closed_form_jacobian, jacobian_grad)
     )
 
 
@@ -157,6 +160,7 @@ class _Plan:
 
     chains: tuple[tuple[int, ...], ...]
     steps: int
+    num_targets: int
     swing_joints: tuple[int, ...]  # joint of each unknown, in column order
     base: tuple[int, ...]  # per chain: the fixed joint it hangs from (pelvis or spine3)
     slot_joint: tuple[int, ...]  # per slot: its joint, -1 for padding
@@ -164,8 +168,10 @@ class _Plan:
     slot_unknown: tuple[bool, ...]  # per slot: has a swing unknown
     column_slot: tuple[int, ...]  # per unknown: its slot
     joint_source: tuple[int, ...]  # per joint: row in [pelvis, slots..., spine3]
-    jacobian_source: tuple[int, ...]  # entries of the Jacobian: (slot, step) of the velocity
-    jacobian_target: tuple[int, ...]  # entries of the Jacobian: point * K + column
+    spine2_slot: int
+    point_bones: tuple[tuple[int, ...], ...]  # per point 1-28: the bones summed to reach it
+    jacobian_source: tuple[int, ...]  # nonzeros of the Jacobian: slot * S + step of the velocity
+    jacobian_target: tuple[int, ...]  # nonzeros of the Jacobian: point * K + column
 
 
 @lru_cache(maxsize=8)
@@ -191,6 +197,16 @@ def _plan(leaf_swing: bool, num_targets: int) -> _Plan:
     for joint, slot in slot_of.items():
         joint_source[joint] = 1 + slot
     joint_source[SPINE3] = 1 + len(slot_joint)
+    # Bones, each named by its child point: from each chain's base to its first joint, then
+    # from each slot's joint to its child. A point is the sum of the bones above it.
+    bone_child = [chain[0] for chain in chains] + slot_child
+    point_bones = []
+    for point in range(1, NUM_POINTS):
+        path, node = set(), point
+        while node != 0:
+            path.add(node)
+            node = POINT_PARENTS[node]
+        point_bones.append(tuple(k for k, child in enumerate(bone_child) if child in path))
 
     # Point i moves with the unknowns of the slot whose child it is (that slot's velocity) and,
     # rigidly, with those of every chain ending at a fixed joint above it (the velocity there).
@@ -212,6 +228,7 @@ def _plan(leaf_swing: bool, num_targets: int) -> _Plan:
     return _Plan(
         chains=tuple(chains),
         steps=steps,
+        num_targets=num_targets,
         swing_joints=tuple(swing),
         base=tuple(base),
         slot_joint=tuple(slot_joint),
@@ -219,21 +236,23 @@ def _plan(leaf_swing: bool, num_targets: int) -> _Plan:
         slot_unknown=tuple(j in swing for j in slot_joint),
         column_slot=column_slot,
         joint_source=tuple(joint_source),
+        spine2_slot=slot_of[PARENTS[SPINE3]],
+        point_bones=tuple(point_bones),
         jacobian_source=tuple(source),
         jacobian_target=tuple(target),
     )
 
 
 @dataclass(frozen=True)
-class _Pose:
+class SwingPose:
     """Forward kinematics at some swing angles, with what the Jacobian needs.
 
     Per-slot tensors are (B, C, S, ...) for C chains of S steps.
     """
 
     swing: torch.Tensor  # (B, K) the swing angles
-    local: torch.Tensor  # (B, 24, 3, 3)
     points: torch.Tensor  # (B, 29, 3)
+    slot_local: torch.Tensor  # (B, C, S, 3, 3) local rotation of each slot's joint
     angle: torch.Tensor  # (B, C, S) swing angle per slot (0 where no unknown)
     parent_global: torch.Tensor  # (B, C, S, 3, 3) global rotation of each slot's parent
     axis: torch.Tensor  # (B, C, S, 3) unit swing axis, parent frame
@@ -249,7 +268,7 @@ class SwingProblem:
     plan: _Plan
     betas: torch.Tensor  # (B, 10)
     targets: torch.Tensor  # (B, P, 3) root-relative, P = 24 or 29
-    rest_bone: torch.Tensor  # (B, 29, 3) rest bone to each point from its parent
+    first_rest: torch.Tensor  # (B, C, 3) rest bone from each chain's base to its first joint
     child_rest: torch.Tensor  # (B, C, S, 3) t: rest bone to each slot's child (0: padding)
     child_target: torch.Tensor  # (B, C, S, 3) d: target bone to each slot's child (0: none)
     turn: torch.Tensor  # (B, C, S, 3, 3) twist of a swing slot, rotation of a given leaf
@@ -257,7 +276,7 @@ class SwingProblem:
     base: torch.Tensor  # (B, C, 3, 3) global rotation of each chain's fixed base joint
     root: torch.Tensor  # (B, 3, 3) global rotation of the pelvis
     spine3: torch.Tensor  # (B, 3, 3) global rotation of spine3
-    indices: dict[str, torch.Tensor]  # the plan's index lists on the batch's device
+    tables: dict[str, torch.Tensor]  # the plan's tables on the batch's device
 
     @property
     def swing_joints(self) -> tuple[int, ...]:
@@ -282,40 +301,28 @@ class SwingProblem:
         rest_bone = torch.cat([torch.zeros_like(rest[:, :1]), rest[:, 1:] - rest[:, list(POINT_PARENTS[1:])]], 1)
         plan = _plan(leaf_rotmats is None and num_targets == NUM_POINTS, num_targets)
         chains, steps = len(plan.chains), plan.steps
-        device = targets.device
-        indices = {
-            name: torch.tensor(getattr(plan, name), device=device)
-            for name in ("column_slot", "joint_source", "jacobian_source", "jacobian_target")
-        }
-        indices["bone_of_slot"] = torch.tensor([c - 1 for c in plan.slot_child], device=device)
+        tables = _tables(plan, targets.device, targets.dtype)
 
-        def per_slot(values: torch.Tensor, index: list[int]) -> torch.Tensor:
-            """Gather (B, N, ...) rows by slot; index -1 gives zeros."""
-            padded = torch.cat([values, torch.zeros_like(values[:, :1])], 1)
-            picked = padded[:, torch.tensor(index, device=device)]
-            return picked.reshape(batch, chains, steps, *values.shape[2:])
+        def per_slot(values: torch.Tensor, index: str) -> torch.Tensor:
+            """Rows of (B, N, ...) picked by a slot table (N = 29 or 24: no row, zeros)."""
+            padding = torch.zeros_like(values[:, :1]).expand(-1, NUM_POINTS + 1 - values.shape[1], *values.shape[2:])
+            picked = torch.cat([values, padding], 1)[:, tables[index]]
+            return picked.view(batch, chains, steps, *values.shape[2:])
 
-        joint = [j if j >= 0 else -1 for j in plan.slot_joint]
-        child = list(plan.slot_child)
-        child_rest = per_slot(rest_bone, child)
+        child_rest = per_slot(rest_bone, "slot_child")
         # Target bones only where a swing aims at them (a given leaf joint needs none).
-        aimed = [c if (u and c < num_targets) else -1 for c, u in zip(child, plan.slot_unknown)]
-        origin = [j if (u and c < num_targets) else -1 for j, c, u in zip(joint, child, plan.slot_unknown)]
-        child_target = per_slot(targets, aimed) - per_slot(targets, origin)
-
-        eye = torch.eye(3, dtype=targets.dtype, device=device)
+        child_target = per_slot(targets, "slot_aimed") - per_slot(targets, "slot_origin")
+        # Each slot's fixed rotation: the twist of a swing joint, or the given leaf rotation.
+        eye = torch.eye(3, dtype=targets.dtype, device=targets.device)
         if twist is None:
-            turn = eye.expand(batch, chains, steps, 3, 3)
+            twist_rot = eye.expand(batch, NUM_JOINTS - 1, 3, 3)
         else:
             angle = torch.atan2(twist[..., 1], twist[..., 0]).to(targets)  # joints 1-23
-            angle = per_slot(torch.cat([angle.new_zeros(batch, 1), angle], 1).unsqueeze(-1), joint)
-            turn = roma.rotvec_to_rotmat(angle * torch.nn.functional.normalize(child_rest, dim=-1))
-        given = [j in LEAF_PARENTS and not u for j, u in zip(plan.slot_joint, plan.slot_unknown)]
-        if any(given):
-            leaf = eye.expand(batch, len(LEAF_PARENTS), 3, 3) if leaf_rotmats is None else leaf_rotmats.to(targets)
-            leaf_slots = per_slot(leaf, [_LEAF_SLOT[j] if g else -1 for j, g in zip(plan.slot_joint, given)])
-            mask = torch.tensor(given, device=device).reshape(1, chains, steps, 1, 1)
-            turn = torch.where(mask, leaf_slots, turn)
+            axis = torch.nn.functional.normalize(rest_bone[:, list(TWIST_CHILD[1:])], dim=-1)
+            twist_rot = roma.rotvec_to_rotmat(angle.unsqueeze(-1) * axis)
+        leaf = eye.expand(batch, len(LEAF_PARENTS), 3, 3) if leaf_rotmats is None else leaf_rotmats.to(targets)
+        rotations = torch.cat([eye.expand(batch, 1, 3, 3), twist_rot, leaf], 1)
+        turn = rotations[:, tables["turn_source"]].view(batch, chains, steps, 3, 3)
 
         root = _fit_rotation(rest_bone, targets, 0, ROOT_CHILDREN)
         spine3 = _fit_rotation(rest_bone, targets, SPINE3, SPINE3_CHILDREN)
@@ -323,15 +330,15 @@ class SwingProblem:
             plan=plan,
             betas=betas,
             targets=targets,
-            rest_bone=rest_bone,
+            first_rest=rest_bone[:, tables["first_joint"]],
             child_rest=child_rest,
             child_target=child_target,
             turn=turn,
-            unknown=torch.tensor(plan.slot_unknown, dtype=targets.dtype, device=device).reshape(chains, steps),
+            unknown=tables["unknown"],
             base=torch.stack([root if b == 0 else spine3 for b in plan.base], 1),
             root=root,
             spine3=spine3,
-            indices=indices,
+            tables=tables,
         )
 
     def zero_swing(self) -> torch.Tensor:
@@ -347,15 +354,16 @@ class SwingProblem:
         """
         return self.pose(None).swing
 
-    def pose(self, theta: torch.Tensor | None) -> _Pose:
+    def pose(self, theta: torch.Tensor | None) -> SwingPose:
         """Forward kinematics at swing angles theta (B, K); None aims every bone (see `aim`)."""
         batch = self.targets.shape[0]
         chains, steps = self.unknown.shape
         if theta is not None:
             slots = self.targets.new_zeros(batch, chains * steps)
-            slot_angle = slots.index_copy(1, self.indices["column_slot"], theta).view(batch, chains, steps)
+            slot_angle = slots.index_copy(1, self.tables["column_slot"], theta).view(batch, chains, steps)
         frame = self.base
-        frames, globals_, locals_, axes, norms, carried_all, angles = [], [], [], [], [], [], []
+        first_bone = (frame @ self.first_rest.unsqueeze(-1)).squeeze(-1)
+        frames, locals_, bones, axes, norms, carried_all, angles = [], [], [], [], [], [], []
         for s in range(steps):
             rest = self.child_rest[:, :, s]
             carried = (frame.transpose(-1, -2) @ self.child_target[:, :, s].unsqueeze(-1)).squeeze(-1)
@@ -370,60 +378,62 @@ class SwingProblem:
             local = roma.rotvec_to_rotmat(angle * axis) @ self.turn[:, :, s]
             frames.append(frame)
             frame = frame @ local
-            globals_.append(frame)
+            bones.append((frame @ rest.unsqueeze(-1)).squeeze(-1))
             locals_.append(local)
             axes.append(axis)
             norms.append(cross_norm)
             carried_all.append(carried)
             angles.append(angle.squeeze(-1))
-        slot_global, slot_local, angle = _stack(globals_), _stack(locals_), _stack(angles)
-        source = self.indices["joint_source"]
-        global_ = torch.cat([self.root.unsqueeze(1), slot_global.flatten(1, 2), self.spine3.unsqueeze(1)], 1)[:, source]
-        spine2 = global_[:, PARENTS[SPINE3]]
-        spine3_local = spine2.transpose(-1, -2) @ self.spine3
-        local = torch.cat([self.root.unsqueeze(1), slot_local.flatten(1, 2), spine3_local.unsqueeze(1)], 1)[:, source]
-        # Posed bones, then points as sums of bones along the tree.
-        bones = (global_[:, list(POINT_PARENTS[1:])] @ self.rest_bone[:, 1:].unsqueeze(-1)).squeeze(-1)
-        points = torch.einsum("ic,bcx->bix", _ancestry(bones.dtype, bones.device), bones)
-        child_bone = torch.cat([bones, torch.zeros_like(bones[:, :1])], 1)[:, self.indices["bone_of_slot"]]
-        return _Pose(
-            swing=angle.flatten(1)[:, self.indices["column_slot"]] if theta is None else theta,
-            local=local,
+        child_bone, angle = _stack(bones), _stack(angles)
+        all_bones = torch.cat([first_bone, child_bone.flatten(1, 2)], 1)
+        points = torch.einsum("pk,bkx->bpx", self.tables["point_bones"], all_bones)
+        return SwingPose(
+            swing=angle.flatten(1)[:, self.tables["column_slot"]] if theta is None else theta,
             points=torch.cat([torch.zeros_like(points[:, :1]), points], 1),
+            slot_local=_stack(locals_),
             angle=angle,
             parent_global=_stack(frames),
             axis=_stack(axes),
             cross_norm=_stack(norms),
             carried=_stack(carried_all),
-            child_bone=child_bone.view(batch, chains, steps, 3),
+            child_bone=child_bone,
         )
 
-    def residual(self, pose: _Pose) -> torch.Tensor:
+    def local_rotmats(self, pose: SwingPose) -> torch.Tensor:
+        """(B, 24, 3, 3) local joint rotations of a pose, joint 0 global."""
+        slot_local = pose.slot_local.flatten(1, 2)
+        k = self.plan.spine2_slot
+        spine2 = pose.parent_global.flatten(1, 2)[:, k] @ slot_local[:, k]
+        spine3 = spine2.transpose(-1, -2) @ self.spine3
+        rotations = torch.cat([self.root.unsqueeze(1), slot_local, spine3.unsqueeze(1)], 1)
+        return rotations[:, self.tables["joint_source"]]
+
+    def residual(self, pose: SwingPose) -> torch.Tensor:
         """(B, 3P) posed minus target points, metres."""
         num = self.targets.shape[1]
         return (pose.points[:, :num] - self.targets).flatten(1)
 
-    def result(self, theta: torch.Tensor) -> IKResult:
-        pose = self.pose(theta)
-        return IKResult(pose.local, theta, self.plan.swing_joints, pose.points, self.betas)
+    def result(self, pose: SwingPose) -> IKResult:
+        return IKResult(self.local_rotmats(pose), pose.swing, self.plan.swing_joints, pose.points, self.betas)
 
 
 def gauss_newton(
     problem: SwingProblem,
-    theta: torch.Tensor,
+    pose: SwingPose,
     iterations: int,
     damping: float,
     jacobian: JacobianFn,
     jacobian_grad: bool = False,
-) -> torch.Tensor:
+) -> SwingPose:
     """Damped Gauss-Newton on the swing angles: theta -= (J^T J + u I)^-1 J^T r.
 
-    Returns the swing angles after `iterations` steps. Unless `jacobian_grad`, the Jacobian
-    is built without autograd, so the backward pass treats it as a constant.
+    Starts from `pose` (`problem.pose(theta)`) and returns the pose after `iterations` steps.
+    Unless `jacobian_grad`, the Jacobian is built without autograd, so the backward pass
+    treats it as a constant.
     """
+    theta = pose.swing
     eye = torch.eye(theta.shape[1], dtype=theta.dtype, device=theta.device)
     for _ in range(iterations):
-        pose = problem.pose(theta)
         residual = problem.residual(pose)
         with torch.set_grad_enabled(jacobian_grad and torch.is_grad_enabled()):
             jac = jacobian(problem, theta, pose)
@@ -431,10 +441,11 @@ def gauss_newton(
             factor, _ = torch.linalg.cholesky_ex(normal)
         step = torch.cholesky_solve(jac.transpose(1, 2) @ residual.unsqueeze(-1), factor)
         theta = theta - step.squeeze(-1)
-    return theta
+        pose = problem.pose(theta)
+    return pose
 
 
-def closed_form_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: _Pose) -> torch.Tensor:
+def closed_form_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: SwingPose) -> torch.Tensor:
     """(B, 3P, K) derivative of the posed target points with respect to the swing angles.
 
     Walks down the chains with each joint's spatial angular velocity w (3 x S per chain: one
@@ -450,8 +461,11 @@ def closed_form_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: _Pose
     batch = theta.shape[0]
     chains, steps = problem.unknown.shape
     eye = torch.eye(3, dtype=theta.dtype, device=theta.device)
-    frame, axis, carried, rest = pose.parent_global, pose.axis, pose.carried, problem.child_rest
-    sin, cos = pose.angle.sin().unsqueeze(-1), pose.angle.cos().unsqueeze(-1)
+    seed = (pose.parent_global @ pose.axis.unsqueeze(-1)).squeeze(-1) * problem.unknown.unsqueeze(-1)
+    # The first step's parent (a fixed joint) does not move, so its transfer is never used.
+    frame, axis, carried = pose.parent_global[:, :, 1:], pose.axis[:, :, 1:], pose.carried[:, :, 1:]
+    rest = problem.child_rest[:, :, 1:]
+    sin, cos = pose.angle[:, :, 1:].sin().unsqueeze(-1), pose.angle[:, :, 1:].cos().unsqueeze(-1)
     # M maps the parent's angular velocity to the swing's change, both in the parent frame:
     # with R = sin (I - n n^T) + (1 - cos) [n]x and [t]x [p]x = p t^T - (t.p) I,
     # M = R [t]x [p]x / |t x p| = ((R p) t^T - (t.p) R) / |t x p|, R p = sin p + (1 - cos) n x p
@@ -460,35 +474,58 @@ def closed_form_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: _Pose
         + (1 - cos).unsqueeze(-1) * _skew(axis)
     turned = sin * carried + (1 - cos) * torch.linalg.cross(axis, carried)
     dot = (rest * carried).sum(-1, keepdim=True).unsqueeze(-1)
-    m = (turned.unsqueeze(-1) * rest.unsqueeze(-2) - dot * rotate) / pose.cross_norm.unsqueeze(-1)
-    transfer = eye + frame @ m @ frame.transpose(-1, -2)  # (B, C, S, 3, 3)
-    seed = (frame @ axis.unsqueeze(-1)).squeeze(-1) * problem.unknown.unsqueeze(-1)  # (B, C, S, 3)
+    m = (turned.unsqueeze(-1) * rest.unsqueeze(-2) - dot * rotate) / pose.cross_norm[:, :, 1:].unsqueeze(-1)
+    transfer = eye + frame @ m @ frame.transpose(-1, -2)  # (B, C, S - 1, 3, 3)
     columns = torch.eye(steps, dtype=theta.dtype, device=theta.device)
-    omega = theta.new_zeros(batch, chains, 3, steps)
-    omegas = []
-    for s in range(steps):
-        omega = transfer[:, :, s] @ omega + seed[:, :, s].unsqueeze(-1) * columns[s]
+    omega = seed[:, :, 0].unsqueeze(-1) * columns[0]  # (B, C, 3, S)
+    omegas = [omega]
+    for s in range(1, steps):
+        omega = transfer[:, :, s - 1] @ omega + seed[:, :, s].unsqueeze(-1) * columns[s]
         omegas.append(omega)
     omega = torch.stack(omegas, 2)  # (B, C, S, 3, S)
     velocity = -(_skew(pose.child_bone) @ omega).cumsum(2)  # w x bone = -[bone]x w
-    num = problem.targets.shape[1]
-    num_swing = theta.shape[1]
-    values = velocity.transpose(-1, -2).reshape(batch, chains * steps * steps, 3)
-    values = values[:, problem.indices["jacobian_source"]]
-    jac = values.new_zeros(batch, num * num_swing, 3).index_copy(1, problem.indices["jacobian_target"], values)
-    return jac.view(batch, num, num_swing, 3).transpose(2, 3).reshape(batch, 3 * num, num_swing)
+    num, num_swing = problem.targets.shape[1], theta.shape[1]
+    jac = velocity.new_zeros(batch, 3 * num * num_swing)
+    jac.index_copy_(1, problem.tables["jacobian_target"], velocity.flatten(1)[:, problem.tables["jacobian_source"]])
+    return jac.view(batch, 3 * num, num_swing)
 
 
-@lru_cache(maxsize=8)
-def _ancestry(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(28, 28) [i, c] = 1 where point c + 1 is point i + 1 or one of its ancestors (not the root)."""
-    matrix = torch.zeros(NUM_POINTS - 1, NUM_POINTS - 1, dtype=dtype)
-    for point in range(1, NUM_POINTS):
-        node = point
-        while node != 0:
-            matrix[point - 1, node - 1] = 1
-            node = POINT_PARENTS[node]
-    return matrix.to(device)
+@lru_cache(maxsize=32)
+def _tables(plan: _Plan, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The plan's index lists and masks as tensors on a device.
+
+    Slot tables index a (B, 30, ...) stack of the 29 points plus a zero row (index 29, used for
+    padding); "turn_source" indexes [identity, twists of joints 1-23, leaf rotations].
+    """
+    chains, steps = len(plan.chains), plan.steps
+
+    def long(values: list[int] | tuple[int, ...]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.long, device=device)
+
+    pad = NUM_POINTS
+    aims = [u and c < plan.num_targets for c, u in zip(plan.slot_child, plan.slot_unknown)]
+    given = [j in LEAF_PARENTS and not u for j, u in zip(plan.slot_joint, plan.slot_unknown)]
+    point_bones = torch.zeros(NUM_POINTS - 1, chains + chains * steps, dtype=dtype)
+    for row, bones in enumerate(plan.point_bones):
+        point_bones[row, list(bones)] = 1
+    # Nonzeros of the Jacobian, per coordinate x: from the velocities (B, C, S, 3, S) flattened,
+    # to the Jacobian (B, P, 3, K) flattened.
+    num_swing, x = len(plan.swing_joints), torch.arange(3).unsqueeze(0)
+    source, target = torch.tensor(plan.jacobian_source).unsqueeze(1), torch.tensor(plan.jacobian_target).unsqueeze(1)
+    return {
+        "column_slot": long(plan.column_slot),
+        "joint_source": long(plan.joint_source),
+        "jacobian_source": (((source // steps) * 3 + x) * steps + source % steps).flatten().to(device),
+        "jacobian_target": (((target // num_swing) * 3 + x) * num_swing + target % num_swing).flatten().to(device),
+        "first_joint": long([chain[0] for chain in plan.chains]),
+        "slot_child": long([c if c >= 0 else pad for c in plan.slot_child]),
+        "slot_aimed": long([c if a else pad for c, a in zip(plan.slot_child, aims)]),
+        "slot_origin": long([j if a else pad for j, a in zip(plan.slot_joint, aims)]),
+        "turn_source": long([NUM_JOINTS + _LEAF_SLOT[j] if g else max(j, 0)
+                             for j, g in zip(plan.slot_joint, given)]),
+        "unknown": torch.tensor(plan.slot_unknown, dtype=dtype, device=device).view(chains, steps),
+        "point_bones": point_bones.to(device),
+    }
 
 
 def _stack(per_step: list[torch.Tensor]) -> torch.Tensor:
