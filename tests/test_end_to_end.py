@@ -147,7 +147,7 @@ def pa_mpjpe_mm(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 def test_sample_pose_is_close_to_the_true_joints(demo):
     """The sample photo's true joints are known (samples/person.json): a loose accuracy floor
-    for this first slice (about 62 mm PA-MPJPE when written), to catch regressions."""
+    (about 57 mm PA-MPJPE when written), to catch regressions."""
     truth_file = json.loads((ROOT / "samples" / "person.json").read_text())
     truth = np.array([truth_file["joints_cam"][name] for name in JOINT_NAMES])
     with np.load(demo["out"] / "scene.npz") as data:

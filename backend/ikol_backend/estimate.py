@@ -1,4 +1,10 @@
-"""`ikol-backend estimate`: frames -> person landmarks -> SMPL targets -> IK -> motion file."""
+"""`ikol-backend estimate`: frames -> person landmarks -> SMPL targets -> IK -> motion file.
+
+Frames are streamed: only each frame's targets (29 points) are kept. Once all are in, one body
+shape is fitted to the bone lengths of every frame, and the IKOL layer solves all frames in one
+batch (twist-free mode, leaf points as targets). Each frame's root translation is then fitted
+through the camera.
+"""
 
 import dataclasses
 import time
@@ -7,23 +13,39 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import roma
 import torch
 
 from .body.default_skeleton import default_skeleton
-from .body.kinematics import forward_kinematics
-from .body.model import NUM_BETAS
-from .body.tree import NUM_JOINTS
+from .body.tree import NUM_JOINTS, NUM_POINTS
 from .camera import fit_translation, intrinsics
 from .errors import BackendError
 from .events import Events
 from .frontends.blazepose import BlazePose
 from .frontends.blazepose_to_smpl import smpl_targets
-from .ik.analytic import analytic_ik
+from .ik.ikol_layer import ikol
+from .ik.shape_fit import fit_betas
 from .readers import FrameRange, downscaled, open_source
 from .writers.motion import write_motion
 
 STILL_FRAME_RATE = 30.0  # written for still images, which have no frame rate of their own
+
+
+@dataclasses.dataclass
+class _Seen:
+    """What the front end gave for the frames so far (the person's, where found)."""
+
+    frame_index: list[int] = dataclasses.field(default_factory=list)
+    valid: list[bool] = dataclasses.field(default_factory=list)
+    points_3d: list[np.ndarray] = dataclasses.field(default_factory=list)  # (29, 3) model frame
+    keypoints_2d: list[np.ndarray] = dataclasses.field(default_factory=list)  # (29, 3) px, px, conf
+
+    def add(self, index: int, found: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> None:
+        self.frame_index.append(index)
+        self.valid.append(found is not None)
+        points_3d, points_2d, confidence = found or (
+            np.zeros((NUM_POINTS, 3)), np.zeros((NUM_POINTS, 2)), np.zeros(NUM_POINTS))
+        self.points_3d.append(points_3d)
+        self.keypoints_2d.append(np.concatenate([points_2d, confidence[:, None]], axis=1))
 
 
 def estimate(
@@ -39,17 +61,12 @@ def estimate(
     source = open_source(inputs, frame_range)  # checks every input before any model loads
     seconds["decode"] += time.perf_counter() - tick
     is_video = source.fps is not None
-    frame_rate = source.fps / frame_range.stride if is_video else STILL_FRAME_RATE
-    camera = intrinsics(*source.frame_size, fov_deg=fov_deg)
-    body = default_skeleton()
-    betas = torch.zeros(1, NUM_BETAS)
-    rest = body.rest_points(betas)
     total = source.frame_count or 0
     events.emit("start", frames=total, front_end="default", device="cpu")
     if source.fps_note:
         events.emit("warning", code="frame_rate", message=source.fps_note)
 
-    frames: list[dict[str, np.ndarray]] = []
+    seen = _Seen()
     began = time.perf_counter()
     with BlazePose(video=is_video) as detector:
         tick = time.perf_counter()
@@ -58,48 +75,46 @@ def estimate(
             tick = time.perf_counter()
             small, scale = downscaled(frame.rgb)
             marks = detector.detect(small)
-            seconds["landmarks"] += time.perf_counter() - tick
             if marks is None:
-                name = source.paths[frame.index].name if not is_video else source.paths[0].name
+                name = source.paths[0 if is_video else frame.index].name
                 events.emit("warning", code="no_person", frame=frame.index,
                             message=f"No person found in frame {frame.index} ({name}).")
-                frames.append(_invalid_frame(rest, frame.index))
+                seen.add(frame.index, None)
             else:
-                tick = time.perf_counter()
-                marks = dataclasses.replace(marks, image=marks.image / scale)
-                frames.append(_solve_frame(marks, rest, camera, frame.index))
-                seconds["ik"] += time.perf_counter() - tick
-            done = len(frames)
+                seen.add(frame.index, smpl_targets(dataclasses.replace(marks, image=marks.image / scale)))
+            seconds["landmarks"] += time.perf_counter() - tick
+            done = len(seen.valid)
             events.emit("progress", done=done, total=max(total, done),
                         frames_per_s=done / (time.perf_counter() - began))
             tick = time.perf_counter()
 
-    valid = np.array([f["valid"] for f in frames])
+    valid = np.array(seen.valid)
     if not valid.any():
         raise BackendError("no_person", "No person was found in the input.")
 
     tick = time.perf_counter()
-    arrays = {key: np.stack([f[key] for f in frames]) for key in frames[0]}
+    camera = intrinsics(*source.frame_size, fov_deg=fov_deg)
+    arrays = _solve(np.stack(seen.points_3d), np.stack(seen.keypoints_2d), valid, camera)
+    seconds["ik"] += time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    frame_rate = source.fps / frame_range.stride if is_video else STILL_FRAME_RATE
     write_motion(output, {
-        "poses": arrays["poses"].reshape(len(frames), NUM_JOINTS * 3).astype(np.float32),
-        "trans": arrays["trans"].astype(np.float32),
-        "betas": betas[0].numpy().astype(np.float32),
+        **arrays,
         "gender": np.array("neutral"),
         "mocap_framerate": np.float64(frame_rate),
-        "joints": arrays["joints"].astype(np.float32),
-        "rest_joints": rest[0, :NUM_JOINTS].numpy().astype(np.float32),
         "valid": valid,
-        "frame_index": arrays["frame_index"].astype(np.int32),
-        "keypoints_2d": arrays["keypoints_2d"].astype(np.float32),
+        "frame_index": np.array(seen.frame_index, dtype=np.int32),
+        "keypoints_2d": np.stack(seen.keypoints_2d).astype(np.float32),
         "camera_intrinsics": camera.astype(np.float32),
         "image_size": np.array(source.frame_size, dtype=np.int32),
         "source": np.array(str(inputs[0]) if len(inputs) == 1 else str(Path(inputs[0]).parent)),
-        "body_model": np.array(body.name),
+        "body_model": np.array(default_skeleton().name),
         "front_end": np.array("default"),
     })
     seconds["write"] += time.perf_counter() - tick
     summary = {
-        "frames": len(frames),
+        "frames": len(valid),
         "valid_frames": int(valid.sum()),
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
     }
@@ -107,32 +122,30 @@ def estimate(
     return summary
 
 
-def _solve_frame(
-    marks, rest: torch.Tensor, camera: np.ndarray, index: int
+def _solve(
+    points_3d: np.ndarray, keypoints_2d: np.ndarray, valid: np.ndarray, camera: np.ndarray
 ) -> dict[str, np.ndarray]:
-    points_3d, points_2d, confidence = smpl_targets(marks)
-    target = torch.as_tensor(points_3d, dtype=rest.dtype).unsqueeze(0)
-    rotmats = analytic_ik(rest, target)
-    posed, _ = forward_kinematics(rotmats, rest)
-    posed_np = posed[0].double().numpy()
-    trans = fit_translation(posed_np, points_2d, confidence, camera)
-    return {
-        "frame_index": np.int32(index),
-        "valid": np.bool_(True),
-        "poses": roma.rotmat_to_rotvec(rotmats[0]).numpy(),
-        "trans": trans,
-        "joints": posed_np[:NUM_JOINTS] + trans,
-        "keypoints_2d": np.concatenate([points_2d, confidence[:, None]], axis=1),
-    }
+    """Shape, poses, translation and posed joints for all frames (float32 arrays).
 
-
-def _invalid_frame(rest: torch.Tensor, index: int) -> dict[str, np.ndarray]:
-    """A frame without the person: rest pose at the origin, marked invalid."""
+    Frames without the person keep the rest pose at the origin.
+    """
+    body = default_skeleton()
+    targets = torch.as_tensor(points_3d[valid], dtype=torch.float32)
+    betas = fit_betas(body, targets, shared=True)[:1]
+    rest = body.rest_points(betas)[0]
+    solved = ikol(body, targets, betas=betas.expand(len(targets), -1), init="analytic")
+    frames = len(valid)
+    poses = np.zeros((frames, NUM_JOINTS, 3))
+    poses[valid] = solved.poses().double().numpy()
+    posed = np.broadcast_to(rest.double().numpy(), (frames, NUM_POINTS, 3)).copy()
+    posed[valid] = solved.points.double().numpy() + rest[0].double().numpy()
+    trans = np.zeros((frames, 3))
+    for i in np.flatnonzero(valid):
+        trans[i] = fit_translation(posed[i], keypoints_2d[i, :, :2], keypoints_2d[i, :, 2], camera)
     return {
-        "frame_index": np.int32(index),
-        "valid": np.bool_(False),
-        "poses": np.zeros((NUM_JOINTS, 3)),
-        "trans": np.zeros(3),
-        "joints": rest[0, :NUM_JOINTS].double().numpy(),
-        "keypoints_2d": np.zeros((rest.shape[1], 3)),
+        "poses": poses.reshape(frames, NUM_JOINTS * 3).astype(np.float32),
+        "trans": trans.astype(np.float32),
+        "betas": betas[0].numpy().astype(np.float32),
+        "joints": (posed[:, :NUM_JOINTS] + trans[:, None]).astype(np.float32),
+        "rest_joints": rest[:NUM_JOINTS].numpy().astype(np.float32),
     }
