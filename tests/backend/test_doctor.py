@@ -1,0 +1,92 @@
+"""`ikol-backend doctor`: every check reports ok or a failure with a message, never a crash."""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ikol_backend import doctor
+
+
+class NotATensor:
+    """A class a checkpoint must not contain: loading it would need to run code."""
+
+
+def test_all_checks_pass_in_the_development_environment(standin_files, tmp_path, capsys):
+    checkpoint = tmp_path / "ikol.pth"
+    torch.save({"fc1.weight": torch.zeros(4, 3), "fc1.bias": torch.zeros(4)}, checkpoint)
+    code = doctor.main(["--json", "--smpl", str(standin_files[0]), "--checkpoint", str(checkpoint)])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["ok"], report
+    names = [check["name"] for check in report["checks"]]
+    assert names == ["python", "ikol_backend", "torch", "numpy", "mediapipe", "opencv", "smplx",
+                     "roma", "scipy", "device", "blazepose", "smpl", "checkpoint"]
+    by_name = {check["name"]: check for check in report["checks"]}
+    assert by_name["torch"]["version"] == torch.__version__
+    assert "6890 vertices" in by_name["smpl"]["message"]
+    assert "2 tensors" in by_name["checkpoint"]["message"]
+    assert "loads and runs" in by_name["blazepose"]["message"]
+
+
+def test_a_bad_model_file_or_checkpoint_fails_with_its_path(standin_files, tmp_path, capsys):
+    missing = tmp_path / "nowhere.npz"
+    with_code = tmp_path / "with_code.pth"
+    torch.save({"weights": torch.zeros(2), "extra": NotATensor()}, with_code)
+    bare = tmp_path / "bare.pth"
+    torch.save(torch.zeros(3), bare)
+
+    assert doctor.main(["--smpl", str(missing), "--checkpoint", str(with_code)]) == 1
+    *table, verdict = capsys.readouterr().out.splitlines()
+    assert verdict == "2 check(s) failed: smpl, checkpoint"
+    lines = {line.split()[1]: line for line in table}
+    assert lines["smpl"].startswith("FAIL") and str(missing) in lines["smpl"]
+    assert lines["checkpoint"].startswith("FAIL")
+    assert f"{with_code}: does not load: it holds {__name__}.NotATensor" in lines["checkpoint"]
+    assert all(line.startswith("ok") for name, line in lines.items()
+               if name not in ("smpl", "checkpoint"))
+
+    not_state_dict = doctor.check_checkpoint(bare)
+    assert not not_state_dict.ok and "not a state_dict" in not_state_dict.message
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip")
+    assert not doctor.check_smpl(garbage).ok
+
+
+def test_device_check_follows_torch():
+    assert doctor.check_device("cpu").ok
+    assert doctor.check_device("auto").ok
+    cuda = doctor.check_device("cuda")
+    assert cuda.ok == torch.cuda.is_available()
+    if not cuda.ok:
+        assert "torch sees no CUDA device" in cuda.message
+
+
+def test_a_package_that_does_not_import_is_a_failure():
+    check = doctor.check_package("missing", "ikol_no_such_module", "ikol-no-such-module")
+    assert not check.ok and "does not import: ModuleNotFoundError" in check.message
+
+
+def test_doctor_subcommand_exits_non_zero_on_a_failed_check(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    doctor.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["doctor", "--json"])
+    args.run(args, None)
+    assert json.loads(capsys.readouterr().out)["ok"]
+
+    args = parser.parse_args(["doctor", "--checkpoint", str(tmp_path / "missing.pth")])
+    with pytest.raises(SystemExit) as exit_info:
+        args.run(args, None)
+    assert exit_info.value.code == 1
+
+
+def test_module_entry_prints_one_json_line():
+    done = subprocess.run([sys.executable, "-m", "ikol_backend.doctor", "--json"],
+                          capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["ok"]
