@@ -3,6 +3,9 @@
 Every test runs on the default skeleton and on the generated SMPL-format stand-in.
 """
 
+import argparse
+import json
+
 import pytest
 import roma
 import torch
@@ -10,7 +13,7 @@ import torch
 from ikol_backend.body.default_skeleton import default_skeleton
 from ikol_backend.body.model import BodyModel
 from ikol_backend.body.tree import LEAF_PARENTS, NUM_JOINTS, POINT_PARENTS
-from ikol_backend.ik.benchmark import make_case, random_poses
+from ikol_backend.ik.benchmark import add_parser, make_case, random_poses
 from ikol_backend.ik.ikol_layer import (
     PUBLISHED_SWING_JOINTS,
     SwingPose,
@@ -246,3 +249,18 @@ def test_bad_inputs(body: BodyModel) -> None:
         ikol(body, case.targets[:, :25], case.betas)
     with pytest.raises(ValueError, match="init"):
         ikol(body, case.targets, case.betas, init="random")
+
+
+def test_bench_ik_prints_json_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["bench-ik", "--json", "--batches", "2", "--repeats", "1",
+                              "--methods", "gn_closed_form", "gn_autograd", "analytic_swing_twist"])
+    args.run(args, None)
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert len(rows) == 6
+    for row in rows:
+        assert {"method", "device", "batch", "poses_per_s", "mpjpe_mm", "rot_err_deg", "noise_mm"} <= row.keys()
+    by = {(r["method"], r["noise_mm"]): r for r in rows}
+    for noise in (0.0, 20.0):
+        assert by[("gn_closed_form", noise)]["mpjpe_mm"] == pytest.approx(by[("gn_autograd", noise)]["mpjpe_mm"], abs=1e-3)

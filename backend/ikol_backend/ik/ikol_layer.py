@@ -278,10 +278,6 @@ class SwingProblem:
     spine3: torch.Tensor  # (B, 3, 3) global rotation of spine3
     tables: dict[str, torch.Tensor]  # the plan's tables on the batch's device
 
-    @property
-    def swing_joints(self) -> tuple[int, ...]:
-        return self.plan.swing_joints
-
     @staticmethod
     def build(
         body: BodyModel,
