@@ -34,8 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="report progress as JSON lines on stdout")
     estimate.set_defaults(run=_run_estimate)
 
+    from .doctor import add_parser as add_doctor
     from .ik.benchmark import add_parser as add_bench_ik
 
+    add_doctor(commands)
     add_bench_ik(commands)
     return parser
 
