@@ -21,7 +21,8 @@ from ..smpl import JOINT_NAMES
 from . import footlock
 from .bonemap import BoneMap, builtin_presets, detect, resolve
 from .rig import read_skeleton, sample_pose
-from .skeleton import Bases, Skeleton, corrected_bases, polar_rotation, rotation_angles, solve_bases
+from .skeleton import (Bases, Skeleton, corrected_bases, driven_parents, polar_rotation,
+                       rotation_angles, solve_bases)
 from .transfer import LEGS, alignments, facing_rotation, leg_length, root_path, target_rotations
 
 # The SMPL armature faces -Y in its own space (the model's +Z, turned Z-up).
@@ -177,7 +178,8 @@ def _retarget(source: bpy.types.Object, target: bpy.types.Object, bone_map: Bone
     rest_world = np.tile(np.eye(4), (len(bones), 1, 1))
     rest_world[:, :3, :3], rest_world[:, :3, 3] = target_rest, target_heads
     facing = facing_rotation(src.heads_rest[pair_joints], target_heads)
-    align = alignments(pair_joints, src.heads_rest, rest_world, facing)
+    axis = [bone in bone_map.axis_bones for bone in names]
+    align = alignments(pair_joints, src.heads_rest, rest_world, facing, axis)
     wanted = target_rotations(src.rest[rows], src.posed[:, rows], align, target_rest)
 
     # Root: the source path, scaled, from the target's rest position.
@@ -264,6 +266,7 @@ def _bake(target: bpy.types.Object, rig: Skeleton, frames: np.ndarray, bones: li
     if previous is not None:
         previous.use_fake_user = True
     path_local = rig.points_armature(path)
+    parents = driven_parents(rig, bones)
     action = None
     for done in range(1, options.passes + 1):
         if action is not None:
@@ -275,7 +278,7 @@ def _bake(target: bpy.types.Object, rig: Skeleton, frames: np.ndarray, bones: li
         if error <= options.tolerance and root_error <= ROOT_TOLERANCE:
             break
         if done < options.passes:
-            bases = corrected_bases(bases, evaluated, wanted, root, path_local)
+            bases = corrected_bases(bases, evaluated, wanted, parents, root, path_local)
     return action, evaluated, error, root_error, done
 
 

@@ -7,6 +7,8 @@ Preset file (docs/retargeting.md):
     {"name": "Mixamo", "description": "...",
      "root": "mixamorig:Hips",                     the bone that carries root motion (optional)
      "requires": ["spine_05"],                      bones needed to auto-detect it (optional)
+     "axis_bones": ["spine_fk"],    bones whose own Y axis is their direction (optional; see
+                                    transfer: control bones placed on a pivot, not on their joint)
      "properties": {"thigh_parent.L": {"IK_FK": 1.0}},  custom properties keyed constant (optional)
      "pairs": [["pelvis", "mixamorig:Hips"], ...]}
 
@@ -39,6 +41,7 @@ class BoneMap:
     root: str | None = None
     description: str = ""
     requires: tuple[str, ...] = ()
+    axis_bones: tuple[str, ...] = ()
     properties: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -51,6 +54,9 @@ class BoneMap:
             raise BoneMapError(f"{self.name}: target bones mapped twice: {', '.join(repeated)}")
         if self.root is not None and self.root not in targets:
             raise BoneMapError(f"{self.name}: root bone {self.root!r} is not a target of any pair")
+        stray = sorted(set(self.axis_bones) - set(targets))
+        if stray:
+            raise BoneMapError(f"{self.name}: axis bones not mapped: {', '.join(stray)}")
 
     @property
     def root_bone(self) -> str | None:
@@ -68,6 +74,8 @@ class BoneMap:
             out["root"] = self.root
         if self.requires:
             out["requires"] = list(self.requires)
+        if self.axis_bones:
+            out["axis_bones"] = list(self.axis_bones)
         if self.properties:
             out["properties"] = self.properties
         out["pairs"] = [list(pair) for pair in self.pairs]
@@ -82,6 +90,7 @@ class BoneMap:
             return cls(name=str(data.get("name", "Custom")), pairs=pairs,
                        root=data.get("root"), description=str(data.get("description", "")),
                        requires=tuple(str(n) for n in data.get("requires", ())),
+                       axis_bones=tuple(str(n) for n in data.get("axis_bones", ())),
                        properties=properties)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, BoneMapError):
@@ -140,7 +149,9 @@ def resolve(bone_map: BoneMap, bone_names: set[str] | list[str]) -> BoneMap:
     properties = {found_name: values for bone, values in bone_map.properties.items()
                   if (found_name := match_bone(bone, names))}
     return BoneMap(name=bone_map.name, pairs=pairs, root=root, description=bone_map.description,
-                   requires=bone_map.requires, properties=properties)
+                   requires=bone_map.requires,
+                   axis_bones=tuple(found[bone] for bone in bone_map.axis_bones if found[bone]),
+                   properties=properties)
 
 
 def detect(bone_names: set[str] | list[str]) -> tuple[str, float] | None:

@@ -45,7 +45,8 @@ class IKOLRetargetSettings(bpy.types.PropertyGroup):
                               description="Factor on the root motion when not scaled by legs")
     foot_lock: BoolProperty(name="Foot lock", description="Pin the feet while they are planted, "
                             "bending the legs, so that they do not slide")
-    # The custom map's root bone and constant properties (JSON), kept from the preset it came from.
+    # The custom map's root bone, axis bones and constant properties (JSON), kept from the
+    # preset it came from.
     custom_extras: StringProperty(default="{}")
     status: StringProperty(options={"SKIP_SAVE"})
 
@@ -55,15 +56,17 @@ def custom_map(settings: IKOLRetargetSettings) -> BoneMap:
     if it is not a valid map (a bone mapped twice)."""
     extras = json.loads(settings.custom_extras)
     pairs = [[p.joint, p.target] for p in settings.pairs if p.target]
-    if extras.get("root") not in {bone for _, bone in pairs}:
+    targets = {bone for _, bone in pairs}
+    if extras.get("root") not in targets:
         extras.pop("root", None)
+    extras["axis_bones"] = [bone for bone in extras.get("axis_bones", ()) if bone in targets]
     return BoneMap.from_dict({"name": "Custom", **extras, "pairs": pairs})
 
 
 def fill_pairs(settings: IKOLRetargetSettings, bone_map: BoneMap) -> None:
     """Replace the pair list (and its root bone and properties) with a map's."""
     extras = {key: value for key, value in bone_map.to_dict().items()
-              if key in ("root", "properties")}
+              if key in ("root", "axis_bones", "properties")}
     settings.custom_extras = json.dumps(extras)
     settings.pairs.clear()
     for joint, bone in bone_map.pairs:

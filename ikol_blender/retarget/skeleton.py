@@ -136,20 +136,38 @@ def solve_bases(skeleton: Skeleton, bones: list[int], rotations: np.ndarray, roo
     return Bases(basis, location, pose)
 
 
-def corrected_bases(bases: Bases, evaluated: np.ndarray, rotations: np.ndarray, root: int,
-                    root_heads: np.ndarray) -> Bases:
+def driven_parents(skeleton: Skeleton, bones: list[int]) -> list[int]:
+    """For each driven bone, the position in `bones` of its nearest driven ancestor, or -1."""
+    slot = {bone: k for k, bone in enumerate(bones)}
+    out = []
+    for bone in bones:
+        parent = skeleton.parents[bone]
+        while parent >= 0 and parent not in slot:
+            parent = skeleton.parents[parent]
+        out.append(slot[parent] if parent >= 0 else -1)
+    return out
+
+
+def corrected_bases(bases: Bases, evaluated: np.ndarray, rotations: np.ndarray,
+                    driven_parents: list[int], root: int, root_heads: np.ndarray) -> Bases:
     """Bases that fix what Blender evaluated (constraints, drivers) against what was wanted.
 
     Args:
         evaluated: (F, m, 4, 4) armature-space matrices Blender gave the driven bones.
+        driven_parents: (m,) position in `bones` of each driven bone's nearest driven ancestor,
+            -1 for none.
         rotations, root, root_heads: as for `solve_bases`.
 
-    The bone's evaluated frame is P @ R(basis); keeping P, the basis that gives the wanted
-    rotation is basis @ evaluated^T @ wanted (and likewise for the root's location).
-    The returned `pose` is the evaluated one.
+    A bone's evaluated frame is P @ R(basis). P is taken to turn with its nearest driven
+    ancestor, whose own fix (wanted @ evaluated^T) is applied to it at the same time; so a
+    chain under one constraint-driven bone is fixed in one round, not one bone per round.
+    The root's location is fixed likewise, without that prediction. `pose` is the evaluated one.
     """
     turn = polar_rotation(evaluated[..., :3, :3])
-    basis = bases.rotations @ np.swapaxes(turn, -1, -2) @ rotations
+    fix = rotations @ np.swapaxes(turn, -1, -2)
+    parent_fix = np.where(np.array(driven_parents)[None, :, None, None] >= 0,
+                          fix[:, driven_parents], np.eye(3))
+    basis = bases.rotations @ np.swapaxes(parent_fix @ turn, -1, -2) @ rotations
     parent_turn = turn[:, root] @ np.swapaxes(bases.rotations[:, root], 1, 2)
     miss = root_heads - evaluated[:, root, :3, 3]
     location = bases.root_location + np.einsum("fji,fj->fi", parent_turn, miss)

@@ -10,8 +10,9 @@ For a pair (SMPL joint j, target bone b):
 `turn_b` is the smallest rotation taking the target's rest direction of b onto the source's rest
 direction of j. A direction runs from a joint to its *reference child* (the next mapped joint
 down the SMPL tree; spine1 for the pelvis, neck for spine3), on each rig between its own bone
-heads; a target bone whose head coincides with its child's (control bones sharing a pivot) uses
-its own Y axis instead. Pairs with no mapped child (head, hands, feet) take their parent pair's
+heads. A target bone not placed on its joint (a control on a pivot, as Rigify's `spine_fk`
+bones are: the map lists them as axis bones), or whose head coincides with its child's, uses its
+own Y axis instead. Pairs with no mapped child (head, hands, feet) take their parent pair's
 alignment, so they keep their rest pose relative to the limb they end.
 
 So each mapped direction of the target equals the source's at every frame, whatever the two
@@ -92,7 +93,7 @@ def facing_rotation(source_points: np.ndarray, target_points: np.ndarray) -> np.
 
 
 def alignments(pair_joints: list[int], source_heads: np.ndarray, target_rest: np.ndarray,
-               facing: np.ndarray) -> np.ndarray:
+               facing: np.ndarray, along_axis: list[bool]) -> np.ndarray:
     """(m, 3, 3) each pair's `align_b` (module docstring).
 
     Args:
@@ -101,6 +102,7 @@ def alignments(pair_joints: list[int], source_heads: np.ndarray, target_rest: np
         target_rest: (m, 4, 4) each pair's target bone rest matrix, world space (rotation
             part orthonormal).
         facing: (3, 3) from `facing_rotation`.
+        along_axis: (m,) whether each target bone's direction is its own Y axis.
     """
     first = {joint: i for i, joint in reversed(list(enumerate(pair_joints)))}
     mapped = set(pair_joints)
@@ -115,7 +117,7 @@ def alignments(pair_joints: list[int], source_heads: np.ndarray, target_rest: np
             continue
         source_direction = source_heads[child] - source_heads[joint]
         target_direction = target_rest[first[child], :3, 3] - target_rest[i, :3, 3]
-        if np.linalg.norm(target_direction) < PIVOT_TOLERANCE:
+        if along_axis[i] or np.linalg.norm(target_direction) < PIVOT_TOLERANCE:
             target_direction = target_rest[i, :3, 1]
         align[i] = rotation_between(facing @ target_direction, source_direction) @ facing
     return align

@@ -333,6 +333,47 @@ def test_root_path_scaled_by_leg_lengths_or_kept_in_place(empty_scene, rest_join
         assert head[2] - target_path[0, 2] == pytest.approx(target_path[row, 2] - target_path[0, 2], abs=1e-4)
 
 
+# Segments of a generated Rigify rig's deform skeleton between the joints SMPL has.
+RIGIFY_SEGMENTS = [("pelvis", "ORG-spine", "spine1", "ORG-spine.001"),
+                   ("spine1", "ORG-spine.001", "spine2", "ORG-spine.002"),
+                   ("spine2", "ORG-spine.002", "spine3", "ORG-spine.003"),
+                   ("spine3", "ORG-spine.003", "neck", "ORG-spine.004"),
+                   ("neck", "ORG-spine.004", "head", "ORG-spine.006")]
+for _side, _s in (("left", "L"), ("right", "R")):
+    RIGIFY_SEGMENTS += [
+        (f"{_side}_collar", f"DEF-shoulder.{_s}", f"{_side}_shoulder", f"DEF-upper_arm.{_s}"),
+        (f"{_side}_shoulder", f"DEF-upper_arm.{_s}", f"{_side}_elbow", f"DEF-forearm.{_s}"),
+        (f"{_side}_elbow", f"DEF-forearm.{_s}", f"{_side}_wrist", f"DEF-hand.{_s}"),
+        (f"{_side}_hip", f"DEF-thigh.{_s}", f"{_side}_knee", f"DEF-shin.{_s}"),
+        (f"{_side}_knee", f"DEF-shin.{_s}", f"{_side}_ankle", f"DEF-foot.{_s}"),
+        (f"{_side}_ankle", f"DEF-foot.{_s}", f"{_side}_foot", f"DEF-toe.{_s}")]
+
+
+def test_generated_rigify_rig_deforms_like_the_source(empty_scene, rest_joints):
+    """A real Rigify human (Blender's bundled Rigify): its FK controls hang from
+    constraint-driven bones and its limbs default to IK; the deform skeleton must follow."""
+    addon_utils = pytest.importorskip("addon_utils")
+    addon_utils.enable("rigify", default_set=True)
+    try:
+        bpy.ops.object.armature_human_metarig_add()
+        bpy.ops.pose.rigify_generate()
+        rig = bpy.data.objects["rig"]
+        source = smpl_source(random_motion(rest_joints, frames=12, seed=10))
+        result = retarget(source, rig)
+        assert result.bone_map.name == "Rigify" and len(result.bone_map.pairs) == 23
+        assert math.degrees(result.error) < 0.05
+        worst = 0.0
+        for frame in range(1, 13):
+            bpy.context.scene.frame_set(frame)
+            for joint, bone, next_joint, next_bone in RIGIFY_SEGMENTS:
+                a = world_head(source, next_joint) - world_head(source, joint)
+                b = world_head(rig, next_bone) - world_head(rig, bone)
+                worst = max(worst, angle(a[:3], b[:3]))
+        assert worst < 2.0, f"{worst:.3f} degrees"
+    finally:
+        addon_utils.disable("rigify", default_set=True)
+
+
 def ankle_paths(target: bpy.types.Object, ankles: list[str], frames) -> np.ndarray:
     """(F, 2, 3) world ankle positions as Blender evaluates them."""
     out = []
