@@ -51,7 +51,8 @@ class IKOL_OT_retarget(bpy.types.Operator):
                            f"off by {math.degrees(result.error):.2f}° at most")
         if result.sliding is not None:
             before, after = result.sliding
-            settings.status += f"; feet planted {result.planted} frames, sliding {before:.3f} -> {after:.3f} m/s"
+            settings.status += (f"; feet planted {result.planted} frames, "
+                                f"sliding {before:.3f} -> {after:.3f} m/s")
         level = {"INFO"} if math.degrees(result.error) < 1.0 else {"WARNING"}
         self.report(level, settings.status)
         return {"FINISHED"}

@@ -117,11 +117,14 @@ def _check(source: bpy.types.Object, target: bpy.types.Object, bone_map: BoneMap
             raise RetargetError(f"The {role} must be an armature")
         if obj.mode == "EDIT":
             raise RetargetError(f"Leave edit mode on {obj.name} first")
+        if obj.data.pose_position == "REST":
+            raise RetargetError(f"{obj.name} shows its rest position: set Pose Position to Pose")
     if source == target:
         raise RetargetError("Source and target are the same armature")
     if not bone_map.pairs:
         raise RetargetError(f"None of the {bone_map.name} bones are in {target.name}")
-    missing = sorted({joint for joint, _ in bone_map.pairs} - set(source.data.bones.keys()))
+    needed = {"pelvis"} | {joint for joint, _ in bone_map.pairs}
+    missing = sorted(needed - set(source.data.bones.keys()))
     if missing:
         raise RetargetError(f"{source.name} is not an SMPL armature: no {', '.join(missing)}")
     action = source.animation_data.action if source.animation_data else None
@@ -274,7 +277,8 @@ def _bake(target: bpy.types.Object, rig: Skeleton, frames: np.ndarray, bones: li
         action = _write(target, frames, bases, root, bone_map)
         evaluated = sample_pose(target, rig, frames)[:, bones]
         error = float(rotation_angles(polar_rotation(evaluated[..., :3, :3]), wanted).max())
-        root_error = float(np.linalg.norm(rig.heads_world(evaluated[:, root]) - path, axis=-1).max())
+        miss = rig.heads_world(evaluated[:, root]) - path
+        root_error = float(np.linalg.norm(miss, axis=-1).max())
         if error <= options.tolerance and root_error <= ROOT_TOLERANCE:
             break
         if done < options.passes:
@@ -301,7 +305,8 @@ def _write(target: bpy.types.Object, frames: np.ndarray, bases: Bases, root: int
         path = f'pose.bones["{bpy.utils.escape_identifier(name)}"]'
         for key, value in values.items():
             if key in pose_bone:
-                channels[(f'{path}["{bpy.utils.escape_identifier(key)}"]', 0)] = np.full(len(frames), value)
+                key_path = f'{path}["{bpy.utils.escape_identifier(key)}"]'
+                channels[(key_path, 0)] = np.full(len(frames), value)
     return write_keys(target, f"{target.name}_retarget", frames.astype(np.float64), channels)
 
 

@@ -116,7 +116,7 @@ def save_map(bone_map: BoneMap, path: Path) -> None:
     pairs = data.pop("pairs")
     head = json.dumps(data, indent=1)[:-2]  # without the closing brace
     lines = ",\n  ".join(json.dumps(pair) for pair in pairs)
-    text = f'{head},\n "pairs": [\n  {lines}\n ]\n}}\n' if data else f'{{"pairs": [\n  {lines}\n]}}\n'
+    text = f'{head},\n "pairs": [\n  {lines}\n ]\n}}\n'
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)

@@ -89,9 +89,9 @@ def leg_turns(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, goal: np.nda
     new_ankle = hip + reach[:, None] * along
     moved = np.linalg.norm(goal - ankle, axis=1) > 0.0
     identity = np.broadcast_to(np.eye(3), (len(hip), 3, 3))
-    thigh_turn = np.where(moved[:, None, None], rotation_between(knee - hip, new_knee - hip), identity)
-    shin_turn = np.where(moved[:, None, None], rotation_between(ankle - knee, new_ankle - new_knee),
-                         identity)
+    moved = moved[:, None, None]
+    thigh_turn = np.where(moved, rotation_between(knee - hip, new_knee - hip), identity)
+    shin_turn = np.where(moved, rotation_between(ankle - knee, new_ankle - new_knee), identity)
     return thigh_turn, shin_turn
 
 

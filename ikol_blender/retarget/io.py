@@ -24,7 +24,10 @@ def append_armature(blend: Path, name: str | None = None) -> bpy.types.Object:
     objects = [obj for obj in loaded.objects if obj is not None]
     armatures = {file_name: obj for file_name, obj in zip(names, loaded.objects)
                  if obj is not None and obj.type == "ARMATURE"}
-    chosen = list(armatures.values()) if name is None else [armatures[name]] if name in armatures else []
+    if name is None:
+        chosen = list(armatures.values())
+    else:
+        chosen = [armatures[name]] if name in armatures else []
     if len(chosen) != 1:
         for obj in objects:
             bpy.data.objects.remove(obj)

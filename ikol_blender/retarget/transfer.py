@@ -62,8 +62,9 @@ def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = b / np.linalg.norm(b, axis=-1, keepdims=True)
     axis = np.cross(a, b)
     cos = np.einsum("...i,...i->...", a, b)
-    cross = np.zeros(a.shape + (3,))
-    cross[..., 0, 1], cross[..., 0, 2], cross[..., 1, 2] = -axis[..., 2], axis[..., 1], -axis[..., 0]
+    cross = np.zeros(a.shape + (3,))  # the matrix of axis x (.)
+    cross[..., 0, 1], cross[..., 0, 2] = -axis[..., 2], axis[..., 1]
+    cross[..., 1, 2] = -axis[..., 0]
     cross = cross - np.swapaxes(cross, -1, -2)
     opposite = cos < -1.0 + 1e-9
     factor = 1.0 / np.where(opposite, 1.0, 1.0 + cos)

@@ -8,9 +8,9 @@ object turned to face +X). Every rig gets random bone rolls. Directions are meas
 Blender evaluates, not on the retargeting's own numbers.
 """
 
-import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import bpy
 import numpy as np
@@ -31,7 +31,8 @@ from ikol_blender.ui import retarget_panel
 
 SIDES = ("left", "right")
 # The next joint down the body from each joint: a bone's direction runs from one to the other.
-NEXT = {"pelvis": "spine1", "spine1": "spine2", "spine2": "spine3", "spine3": "neck", "neck": "head"}
+NEXT = {"pelvis": "spine1", "spine1": "spine2", "spine2": "spine3", "spine3": "neck",
+        "neck": "head"}
 for _side in SIDES:
     NEXT |= {f"{_side}_collar": f"{_side}_shoulder", f"{_side}_shoulder": f"{_side}_elbow",
              f"{_side}_elbow": f"{_side}_wrist",
@@ -67,7 +68,8 @@ def random_motion(rest: np.ndarray, frames: int, seed: int) -> Motion:
     return motion_from(poses, trans, rest)
 
 
-def walk_motion(frames: int = 90, fps: float = 30.0, slide: float = 0.15) -> tuple[Motion, np.ndarray]:
+def walk_motion(frames: int = 90, fps: float = 30.0,
+                slide: float = 0.15) -> tuple[Motion, np.ndarray]:
     """A procedural walk whose planted foot slides at `slide` m/s, as feet in motion
     estimated from video do, and which foot is planted at each frame.
 
@@ -176,7 +178,8 @@ def mixamo_like(rest: np.ndarray) -> bpy.types.Object:
             parent = PARENTS[parent]
         bones.append((names[joint], names[JOINT_NAMES[parent]] if parent >= 0 else None,
                       points[j], segment_tail(points, joint)))
-    world = Matrix.Translation((1.0, 0.0, 0.0)) @ Matrix.Rotation(math.pi / 2, 4, "X") @ Matrix.Scale(0.01, 4)
+    world = (Matrix.Translation((1.0, 0.0, 0.0)) @ Matrix.Rotation(math.pi / 2, 4, "X")
+             @ Matrix.Scale(0.01, 4))
     return make_armature("mixamo", world, bones, seed=1)
 
 
@@ -208,7 +211,8 @@ def rigify_like(rest: np.ndarray) -> bpy.types.Object:
              ("collar", "shoulder", "elbow", "wrist", "hand", "hip", "knee", "ankle", "foot")}
         bones += [(f"shoulder.{s}", "spine_fk.003", q["collar"], q["shoulder"]),
                   (f"ORG-shoulder.{s}", "spine_fk.003", q["collar"], q["shoulder"]),
-                  (f"MCH-upper_arm_parent.{s}", f"ORG-shoulder.{s}", q["shoulder"], q["shoulder"] + back),
+                  (f"MCH-upper_arm_parent.{s}", f"ORG-shoulder.{s}", q["shoulder"],
+                   q["shoulder"] + back),
                   (f"upper_arm_fk.{s}", f"MCH-upper_arm_parent.{s}", q["shoulder"], q["elbow"]),
                   (f"forearm_fk.{s}", f"upper_arm_fk.{s}", q["elbow"], q["wrist"]),
                   (f"hand_fk.{s}", f"forearm_fk.{s}", q["wrist"], q["hand"]),
@@ -216,7 +220,8 @@ def rigify_like(rest: np.ndarray) -> bpy.types.Object:
                   (f"thigh_fk.{s}", f"thigh_parent.{s}", q["hip"], q["knee"]),
                   (f"shin_fk.{s}", f"thigh_fk.{s}", q["knee"], q["ankle"]),
                   (f"foot_fk.{s}", f"shin_fk.{s}", q["ankle"], q["foot"]),
-                  (f"toe_fk.{s}", f"foot_fk.{s}", q["foot"], leaf_tail(points, JOINT_NAMES.index(f"{side}_foot")))]
+                  (f"toe_fk.{s}", f"foot_fk.{s}", q["foot"],
+                   leaf_tail(points, JOINT_NAMES.index(f"{side}_foot")))]
     obj = make_armature("rig", world, [(n, par, h, t) for n, par, h, t in bones], seed=2)
     # Control bones that share a pose with another keep that bone's roll.
     bpy.context.view_layer.objects.active = obj
@@ -239,16 +244,21 @@ def rigify_like(rest: np.ndarray) -> bpy.types.Object:
     return obj
 
 
+def world_point(obj: bpy.types.Object, point) -> np.ndarray:
+    """An armature-space point in world space (float64)."""
+    world = np.array(obj.matrix_world, dtype=float)
+    return world[:3, :3] @ np.array(point, dtype=float) + world[:3, 3]
+
+
 def world_head(obj: bpy.types.Object, bone: str) -> np.ndarray:
-    return np.array(obj.matrix_world, dtype=float) @ np.append(np.array(obj.pose.bones[bone].head, dtype=float), 1.0)
+    return world_point(obj, obj.pose.bones[bone].head)
 
 
 def direction(obj: bpy.types.Object, bone: str, next_bone: str | None) -> np.ndarray:
     """A posed bone's world direction: to the next joint's head, or along the bone at a leaf."""
     if next_bone is None:
-        tail = np.array(obj.matrix_world, dtype=float) @ np.append(np.array(obj.pose.bones[bone].tail, dtype=float), 1.0)
-        return (tail - world_head(obj, bone))[:3]
-    return (world_head(obj, next_bone) - world_head(obj, bone))[:3]
+        return world_point(obj, obj.pose.bones[bone].tail) - world_head(obj, bone)
+    return world_head(obj, next_bone) - world_head(obj, bone)
 
 
 def angle(a: np.ndarray, b: np.ndarray) -> float:
@@ -318,19 +328,20 @@ def test_root_path_scaled_by_leg_lengths_or_kept_in_place(empty_scene, rest_join
     source_path, target_path = [], []
     for frame in frames:
         bpy.context.scene.frame_set(frame)
-        source_path.append(world_head(source, "pelvis")[:3])
-        target_path.append(world_head(target, "mixamorig:Hips")[:3])
+        source_path.append(world_head(source, "pelvis"))
+        target_path.append(world_head(target, "mixamorig:Hips"))
     source_path, target_path = np.array(source_path), np.array(target_path)
-    np.testing.assert_allclose(target_path - target_path[0], expected * (source_path - source_path[0]),
-                               atol=1e-4)
+    np.testing.assert_allclose(target_path - target_path[0],
+                               expected * (source_path - source_path[0]), atol=1e-4)
 
     retarget(source, target, options=RetargetOptions(in_place=True))
-    rest_hips = np.array(target.matrix_world) @ np.append(np.array(target.data.bones["mixamorig:Hips"].head_local), 1.0)
+    rest_hips = world_point(target, target.data.bones["mixamorig:Hips"].head_local)
     for row, frame in enumerate(frames):
         bpy.context.scene.frame_set(frame)
         head = world_head(target, "mixamorig:Hips")
         np.testing.assert_allclose(head[:2], rest_hips[:2], atol=1e-4)
-        assert head[2] - target_path[0, 2] == pytest.approx(target_path[row, 2] - target_path[0, 2], abs=1e-4)
+        rise = target_path[row, 2] - target_path[0, 2]
+        np.testing.assert_allclose(head[2] - target_path[0, 2], rise, atol=1e-4)
 
 
 # Segments of a generated Rigify rig's deform skeleton between the joints SMPL has.
@@ -408,7 +419,8 @@ def test_foot_lock_reduces_sliding_on_a_walk(empty_scene, rest_joints):
     assert math.degrees(locked.error) < 0.05
     # Only the legs bend: the rest of the body still follows the source.
     legs = {f"{side}_{part}" for side in SIDES for part in ("hip", "knee")}
-    assert worst_direction_error(source, target, locked.bone_map.pairs, frames[::9], skip=legs) < 2.0
+    pairs = locked.bone_map.pairs
+    assert worst_direction_error(source, target, pairs, frames[::9], skip=legs) < 2.0
 
 
 def fcurve_values(action: bpy.types.Action, obj: bpy.types.Object) -> dict:
@@ -446,9 +458,16 @@ def test_clear_errors(empty_scene, rest_joints):
         retarget(source, source)
     with pytest.raises(RetargetError, match="not an SMPL armature"):
         retarget(target, source, builtin_presets()["smpl"])
+    target.data.pose_position = "REST"
+    with pytest.raises(RetargetError, match="rest position"):
+        retarget(source, target)
+    target.data.pose_position = "POSE"
     bpy.ops.object.armature_add()
     with pytest.raises(RetargetError, match="No bone-map preset fits"):
         retarget(source, bpy.context.object)
+    source.animation_data.action = None
+    with pytest.raises(RetargetError, match="no action"):
+        retarget(source, target, builtin_presets()["mixamo"])
 
 
 @pytest.fixture
@@ -470,7 +489,8 @@ def test_operator_custom_map_and_json_presets(registered, rest_joints, tmp_path:
     settings = scene.ikol_retarget
     settings.source, settings.target = source, target
     assert bpy.ops.ikol.retarget() == {"FINISHED"}
-    assert "Rigify" in settings.status and target.animation_data.action.name.startswith("rig_retarget")
+    assert "Rigify" in settings.status
+    assert target.animation_data.action.name.startswith("rig_retarget")
 
     # Edit the detected preset as a custom map, drop a pair, save and load it as JSON.
     assert bpy.ops.ikol.retarget_pairs_from_preset() == {"FINISHED"}
@@ -492,6 +512,45 @@ def test_operator_custom_map_and_json_presets(registered, rest_joints, tmp_path:
     settings.pairs[1].target = settings.pairs[0].target
     with pytest.raises(RuntimeError, match="mapped twice"):
         bpy.ops.ikol.retarget()
+
+
+class LayoutRecorder:
+    """Stands in for a UI layout (there is none headless): records what a panel draws."""
+
+    def __init__(self, calls: list):
+        self.__dict__["calls"] = calls
+
+    def __getattr__(self, name: str):
+        def call(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            return self
+        return call
+
+    def __setattr__(self, name: str, value) -> None:
+        pass
+
+
+def test_panels_draw_the_settings(registered, rest_joints):
+    scene = registered
+    settings = scene.ikol_retarget
+    settings.target = rigify_like(rest_joints)
+    for preset in ("AUTO", "CUSTOM"):
+        settings.preset = preset
+        calls = []
+        for panel in (retarget_panel.IKOL_PT_retarget, retarget_panel.IKOL_PT_retarget_map):
+            panel.draw(SimpleNamespace(layout=LayoutRecorder(calls)), bpy.context)
+        drawn = {args[1] for name, args, _ in calls if name == "prop"}
+        assert {"source", "target", "preset", "in_place", "auto_scale", "root_scale",
+                "foot_lock"} <= drawn
+        labels = " ".join(kwargs.get("text", "") for name, _, kwargs in calls if name == "label")
+        assert ("Detected: Rigify (100% of its bones)" in labels) == (preset == "AUTO")
+    bpy.ops.ikol.retarget_pair_add()
+    calls = []
+    settings.pairs[0].target = "torso"
+    pair = settings.pairs[0]
+    retarget_panel.IKOL_UL_retarget_pairs.draw_item(None, bpy.context, LayoutRecorder(calls),
+                                                    settings, pair, 0, settings, "active_pair")
+    assert ("prop_search", (pair, "target", settings.target.data, "bones"), {"text": ""}) in calls
 
 
 def test_target_from_blend_exported_as_fbx_and_bvh(empty_scene, rest_joints, tmp_path: Path):

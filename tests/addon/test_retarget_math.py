@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from ikol_blender.retarget import footlock
-from ikol_blender.retarget.bonemap import (BoneMap, BoneMapError, builtin_presets, detect,
-                                           load_map, resolve, save_map)
+from ikol_blender.retarget.bonemap import (BoneMapError, builtin_presets, detect, load_map, resolve,
+                                           save_map)
 from ikol_blender.retarget.skeleton import (Bases, Skeleton, corrected_bases, driven_parents,
                                             polar_rotation, rotation_angles, solve_bases,
                                             topological_order)
-from ikol_blender.retarget.transfer import (alignments, facing_rotation, leg_length, reference_child,
-                                            root_path, rotation_between, target_rotations)
+from ikol_blender.retarget.transfer import (alignments, facing_rotation, leg_length,
+                                            reference_child, root_path, rotation_between,
+                                            target_rotations)
 from ikol_blender.smpl import JOINT_NAMES, PARENTS
 
 RNG = np.random.default_rng(0)
@@ -50,7 +51,8 @@ def test_presets_load_and_cover_the_body():
     assert presets["rigify"].root_bone == "torso"
 
 
-@pytest.mark.parametrize("preset_id", ["mixamo", "rigify", "unreal_ue4", "unreal_ue5", "smplx", "smpl"])
+@pytest.mark.parametrize("preset_id",
+                         ["mixamo", "rigify", "unreal_ue4", "unreal_ue5", "smplx", "smpl"])
 def test_each_preset_is_detected_from_its_own_bone_names(preset_id):
     preset = builtin_presets()[preset_id]
     names = [bone for _, bone in preset.pairs] + list(preset.requires) + ["extra", "root"]
@@ -58,7 +60,8 @@ def test_each_preset_is_detected_from_its_own_bone_names(preset_id):
 
 
 def test_detection_needs_most_bones_and_follows_namespaces():
-    mixamo = [bone.replace("mixamorig:", "mixamorig7:") for _, bone in builtin_presets()["mixamo"].pairs]
+    mixamo = [bone.replace("mixamorig:", "mixamorig7:")
+              for _, bone in builtin_presets()["mixamo"].pairs]
     assert detect(mixamo) == ("mixamo", 1.0)
     resolved = resolve(builtin_presets()["mixamo"], mixamo)
     assert resolved.root == "mixamorig7:Hips" and len(resolved.pairs) == 22
@@ -120,11 +123,12 @@ def test_rotation_between_is_the_smallest_turn():
     turn = rotation_between(a, b)
     unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
     np.testing.assert_allclose(np.einsum("nij,nj->ni", turn, unit(a)), unit(b), atol=1e-12)
-    np.testing.assert_allclose(turn @ np.swapaxes(turn, 1, 2), np.broadcast_to(np.eye(3), turn.shape), atol=1e-12)
+    identity = np.broadcast_to(np.eye(3), turn.shape)
+    np.testing.assert_allclose(turn @ np.swapaxes(turn, 1, 2), identity, atol=1e-12)
     np.testing.assert_allclose(np.linalg.det(turn), 1.0)
     # Smallest: the axis is square to both, the angle theirs.
-    angles = rotation_angles(turn, np.broadcast_to(np.eye(3), turn.shape))
-    np.testing.assert_allclose(angles, np.arccos(np.clip(np.sum(unit(a) * unit(b), 1), -1, 1)), atol=1e-9)
+    between = np.arccos(np.clip(np.sum(unit(a) * unit(b), 1), -1, 1))
+    np.testing.assert_allclose(rotation_angles(turn, identity), between, atol=1e-9)
     half = rotation_between(np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, -2.0]))
     np.testing.assert_allclose(half @ [0.0, 0.0, 1.0], [0.0, 0.0, -1.0], atol=1e-12)
     np.testing.assert_allclose(np.linalg.det(half), 1.0)
@@ -151,7 +155,8 @@ BODY = {"pelvis": (0, 0, 1.0), "left_hip": (0.08, 0, 0.92), "right_hip": (-0.08,
         "spine2": (0, 0, 1.22), "left_ankle": (0.09, 0.03, 0.1), "right_ankle": (-0.09, 0.03, 0.1),
         "spine3": (0, 0, 1.3), "left_foot": (0.1, -0.1, 0.03), "right_foot": (-0.1, -0.1, 0.03),
         "neck": (0, 0, 1.5), "left_collar": (0.07, 0, 1.42), "right_collar": (-0.07, 0, 1.42),
-        "head": (0, -0.02, 1.6), "left_shoulder": (0.17, 0, 1.45), "right_shoulder": (-0.17, 0, 1.45),
+        "head": (0, -0.02, 1.6),
+        "left_shoulder": (0.17, 0, 1.45), "right_shoulder": (-0.17, 0, 1.45),
         "left_elbow": (0.43, 0, 1.45), "right_elbow": (-0.43, 0, 1.45),
         "left_wrist": (0.68, 0, 1.45), "right_wrist": (-0.68, 0, 1.45),
         "left_hand": (0.77, 0, 1.45), "right_hand": (-0.77, 0, 1.45)}
@@ -221,11 +226,11 @@ def test_leaf_keeps_its_rest_relation_and_axis_bones_use_their_axis():
     np.testing.assert_allclose(align[head], align[neck])
     # The axis bone's own Y axis is laid along the source's spine1 -> spine2 line.
     direction = HEADS[JOINT_NAMES.index("spine2")] - HEADS[spine1]
-    np.testing.assert_allclose(align[spine1] @ target_rest[spine1][:, 1], direction / np.linalg.norm(direction),
-                               atol=1e-12)
+    np.testing.assert_allclose(align[spine1] @ target_rest[spine1][:, 1],
+                               direction / np.linalg.norm(direction), atol=1e-12)
     # With the rests equal and no turn, the target stays at rest.
-    wanted = target_rotations(source_rest, source_rest[None], np.broadcast_to(np.eye(3), (24, 3, 3)),
-                              target_rest)
+    identity = np.broadcast_to(np.eye(3), (24, 3, 3))
+    wanted = target_rotations(source_rest, source_rest[None], identity, target_rest)
     np.testing.assert_allclose(wanted[0], target_rest, atol=1e-12)
 
 
@@ -375,15 +380,17 @@ def test_leg_turns_bring_the_ankle_to_the_goal_keeping_lengths():
     new_ankle = new_knee + np.einsum("fij,fj->fi", shin_turn, ankle - knee)
     np.testing.assert_allclose(new_ankle, goal, atol=1e-9)
     np.testing.assert_allclose(thigh_turn[0], np.eye(3))
-    np.testing.assert_allclose(np.linalg.norm(new_knee - hip, axis=1), np.linalg.norm(knee - hip, axis=1))
+    np.testing.assert_allclose(np.linalg.norm(new_knee - hip, axis=1),
+                               np.linalg.norm(knee - hip, axis=1))
     # The knee stays on its bend side of the hip-ankle line (in front).
     line = (goal - hip) / np.linalg.norm(goal - hip, axis=1, keepdims=True)
     side = (new_knee - hip) - np.sum((new_knee - hip) * line, 1, keepdims=True) * line
     assert np.all(np.sum(side * forward, 1) > 0.0)
     # A straight leg bends towards `forward`; an unreachable goal gets the straight leg.
     straight_knee = np.tile([0.0, 0.0, 0.55], (1, 1))
-    turn_thigh, turn_shin = footlock.leg_turns(hip[:1], straight_knee, ankle[:1], ankle[:1] + [0, 0, 0.1],
-                                               forward[:1])
+    turn_thigh, _ = footlock.leg_turns(hip[:1], straight_knee, ankle[:1],
+                                       ankle[:1] + [0.0, 0.0, 0.1], forward[:1])
     assert (hip[:1] + turn_thigh[0] @ (straight_knee[0] - hip[0]))[0, 1] < 0.0
-    far = footlock.leg_turns(hip[:1], knee[:1], ankle[:1], ankle[:1] + [0.0, 0.0, -1.0], forward[:1])
+    far = footlock.leg_turns(hip[:1], knee[:1], ankle[:1], ankle[:1] + [0.0, 0.0, -1.0],
+                             forward[:1])
     assert np.all(np.isfinite(far[0])) and np.all(np.isfinite(far[1]))
