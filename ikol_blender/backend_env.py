@@ -1,0 +1,239 @@
+"""The managed backend environment: a virtual environment in the extension's user folder.
+
+"Install backend" makes it with `python -m venv` from a Python 3.11 interpreter (Blender's own
+Python can: inside Blender it is `sys.executable`), installs the backend from the wheel the
+extension bundles (`wheels/ikol_backend-*.whl`) and its third-party dependencies (torch,
+MediaPipe, ...) from the package index with pip, held to the versions the project is tested
+with (`wheels/constraints.txt`), runs the backend's doctor, and marks the environment
+installed. Each step's output goes to a log file. A venv refers to the interpreter it was made
+from: after removing that Python (an old Blender, say), install again.
+
+No bpy here: the preferences step it from a timer; tests drive it directly.
+"""
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ENV_FOLDER = "backend-env"
+INSTALL_LOG = "install-backend.log"
+INSTALLED_MARK = "ikol-backend-installed.txt"  # in the environment, written by the last step
+BUNDLED_WHEELS = Path(__file__).resolve().parent / "wheels"
+BACKEND_WHEELS = "ikol_backend-*.whl"
+CONSTRAINTS = "constraints.txt"  # beside the wheel: pins for the backend's dependencies
+# Exits 0 for a Python 3.11 that can make virtual environments with pip in them.
+USABLE_PYTHON_PROBE = "import sys, venv, ensurepip; sys.exit(sys.version_info[:2] != (3, 11))"
+MARK_INSTALLED = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
+
+
+class BackendEnvError(RuntimeError):
+    """The managed environment cannot be set up; the message says why, for the user."""
+
+
+def env_python(env_dir: Path) -> Path:
+    """The interpreter inside a virtual environment."""
+    return env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def managed_python(user_dir: Path) -> Path | None:
+    """The managed environment's interpreter once an installation has completed, else None."""
+    env_dir = user_dir / ENV_FOLDER
+    python = env_python(env_dir)
+    return python if (env_dir / INSTALLED_MARK).is_file() and python.exists() else None
+
+
+def bundled_wheel(wheels_dir: Path = BUNDLED_WHEELS) -> Path:
+    """The backend wheel shipped with the extension (build.py puts exactly one there, with
+    constraints.txt beside it)."""
+    wheels = sorted(wheels_dir.glob(BACKEND_WHEELS))
+    if len(wheels) != 1:
+        found = ", ".join(wheel.name for wheel in wheels) or "none"
+        raise BackendEnvError(
+            f"Expected one backend wheel ({BACKEND_WHEELS}) in {wheels_dir}, found {found}. "
+            "This copy of the add-on was not built with build.py: install the extension's "
+            "zip, or pick a Python that has the backend in the preferences."
+        )
+    return wheels[0]
+
+
+def is_usable_python(python: str) -> bool:
+    """`python` runs, is Python 3.11, and has venv and ensurepip."""
+    try:
+        probe = subprocess.run([python, "-c", USABLE_PYTHON_PROBE], capture_output=True,
+                               timeout=60, env=_child_env())
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+def python_candidates() -> list[str]:
+    """Interpreters to make the environment from, best first: this one (Blender's own Python
+    inside Blender), then Python 3.11 on PATH."""
+    found = [sys.executable, *(shutil.which(name) for name in ("python3.11", "python3", "python"))]
+    return list(dict.fromkeys(python for python in found if python))
+
+
+def find_base_python(candidates: list[str] | None = None) -> str:
+    """The first usable Python 3.11 among `candidates` (default: python_candidates())."""
+    candidates = python_candidates() if candidates is None else candidates
+    for python in candidates:
+        if is_usable_python(python):
+            return python
+    raise BackendEnvError(
+        f"No Python 3.11 with venv and ensurepip found (tried {', '.join(candidates) or 'none'}). "
+        "Install Python 3.11, or pick a Python that has the backend in the preferences."
+    )
+
+
+def install_commands(base_python: str, env_dir: Path, wheel: Path) -> list[tuple[str, list[str]]]:
+    """(what it does, command) for each installation step, in order."""
+    python = str(env_python(env_dir))
+    return [
+        ("Creating the environment", [base_python, "-m", "venv", "--clear", str(env_dir)]),
+        ("Installing the backend and its dependencies (torch, MediaPipe, ...)",
+         [python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
+          "--progress-bar", "off", "--constraint", str(wheel.with_name(CONSTRAINTS)), str(wheel)]),
+        ("Checking the backend", [python, "-m", "ikol_backend.doctor"]),
+        ("Finishing", [python, "-c", MARK_INSTALLED, str(env_dir / INSTALLED_MARK), wheel.name]),
+    ]
+
+
+def doctor_command(python: str, device: str = "auto", smpl: str = "",
+                   checkpoint: str = "") -> list[str]:
+    """The backend's doctor as JSON, run by `python`; empty paths are left out."""
+    command = [python, "-m", "ikol_backend.doctor", "--json", "--device", device]
+    if smpl:
+        command += ["--smpl", smpl]
+    if checkpoint:
+        command += ["--checkpoint", checkpoint]
+    return command
+
+
+def read_doctor_report(log_text: str) -> dict | None:
+    """The doctor's JSON report (its last JSON line) from a log, or None when there is none."""
+    for line in reversed(log_text.splitlines()):
+        if line.startswith("{"):
+            try:
+                report = json.loads(line)
+            except json.JSONDecodeError:
+                return None
+            return report if isinstance(report, dict) and "checks" in report else None
+    return None
+
+
+class Steps:
+    """Commands run one after another without blocking, their output appended to a log file.
+
+    Call poll() from a timer (or wait()) until it returns True; then `error` is None when every
+    step exited with 0, and otherwise says which step failed, with the end of the log.
+    """
+
+    def __init__(self, commands: list[tuple[str, list[str]]], log_path: Path):
+        self.log_path = log_path
+        self.total = len(commands)
+        self.title = ""
+        self.error: str | None = None
+        self._pending = list(commands)
+        self._process: subprocess.Popen | None = None
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(log_path, "w", encoding="utf-8")
+        self._start_next()
+
+    @property
+    def done(self) -> bool:
+        return self._log.closed
+
+    @property
+    def fraction(self) -> float:
+        """Share of the steps finished."""
+        if self.done:
+            return 1.0
+        return (self.total - len(self._pending) - 1) / self.total
+
+    def _start_next(self) -> None:
+        self.title, command = self._pending.pop(0)
+        self._log.write(f"# {self.title}\n$ {shlex.join(command)}\n")
+        self._log.flush()
+        try:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                env=_child_env(), start_new_session=True,
+            )
+        except OSError as exc:
+            self._fail(f"cannot start {command[0]}: {exc}")
+
+    def poll(self) -> bool:
+        """Advance: start the next step when one has ended. True once all are over."""
+        if self.done:
+            return True
+        code = self._process.poll()
+        if code is None:
+            return False
+        if code != 0:
+            self._fail(f"exit code {code}")
+        elif self._pending:
+            self._start_next()
+        else:
+            self._log.close()
+        return self.done
+
+    def wait(self, interval: float = 0.2) -> None:
+        """Block until all steps are over (scripts, tests, `--background`)."""
+        while not self.poll():
+            time.sleep(interval)
+
+    def cancel(self) -> None:
+        """End the running step and its children; the steps end with an error."""
+        if self.done:
+            return
+        if self._process.poll() is None:
+            if hasattr(os, "killpg"):
+                os.killpg(self._process.pid, signal.SIGTERM)
+            else:
+                self._process.terminate()
+            self._process.wait()
+        self._fail("cancelled")
+
+    def last_line(self) -> str:
+        """The latest line of output, to show as progress."""
+        lines = self.tail(1)
+        return lines[0] if lines else ""
+
+    def tail(self, count: int) -> list[str]:
+        """The last `count` non-empty lines of the log."""
+        with open(self.log_path, "rb") as log:
+            log.seek(max(0, self.log_path.stat().st_size - 16384))
+            text = log.read().decode("utf-8", errors="replace")
+        return [line for line in text.splitlines() if line.strip()][-count:]
+
+    def _fail(self, reason: str) -> None:
+        self._log.write(f"# failed: {reason}\n")
+        self._log.close()
+        details = "\n".join(self.tail(12))
+        self.error = (f"{self.title} failed ({reason}).\n{details}\n"
+                      f"The whole log: {self.log_path}")
+
+
+def start_install(user_dir: Path, wheel: Path | None = None,
+                  base_python: str | None = None) -> Steps:
+    """Start installing the managed environment into `user_dir` (the extension's user folder).
+
+    Raises BackendEnvError before starting when there is no bundled wheel or no usable Python.
+    """
+    wheel = wheel or bundled_wheel()
+    base_python = base_python or find_base_python()
+    commands = install_commands(base_python, user_dir / ENV_FOLDER, wheel)
+    return Steps(commands, user_dir / INSTALL_LOG)
+
+
+def _child_env() -> dict[str, str]:
+    """This process's environment without PYTHONPATH and PYTHONHOME, which would show the
+    child Python other packages than its own (and pip would take them as installed)."""
+    return {key: value for key, value in os.environ.items()
+            if key not in ("PYTHONPATH", "PYTHONHOME")}
