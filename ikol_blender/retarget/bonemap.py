@@ -128,6 +128,19 @@ def builtin_presets() -> dict[str, BoneMap]:
     return {path.stem: load_map(path) for path in sorted(PRESET_DIR.glob("*.json"))}
 
 
+def map_from_name(name: str) -> BoneMap | None:
+    """A bone map named on a command line: "auto" (None: detect), a built-in preset id, or the
+    path of a JSON preset."""
+    if name == "auto":
+        return None
+    if name in builtin_presets():
+        return builtin_presets()[name]
+    if name.lower().endswith(".json"):
+        return load_map(Path(name))
+    raise BoneMapError(f"unknown bone map {name!r}: auto, {', '.join(builtin_presets())} "
+                       "or a .json file")
+
+
 def match_bone(name: str, bone_names: set[str]) -> str | None:
     """The armature's bone for a map's name: the same name, else (for a namespaced name) the
     only bone with the same part after the namespace."""

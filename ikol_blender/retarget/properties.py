@@ -64,7 +64,7 @@ def custom_map(settings: IKOLRetargetSettings) -> BoneMap:
 
 
 def fill_pairs(settings: IKOLRetargetSettings, bone_map: BoneMap) -> None:
-    """Replace the pair list (and its root bone and properties) with a map's."""
+    """Replace the pair list (and its root, axis bones and properties) with a map's."""
     extras = {key: value for key, value in bone_map.to_dict().items()
               if key in ("root", "axis_bones", "properties")}
     settings.custom_extras = json.dumps(extras)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ikol_blender.retarget import footlock
-from ikol_blender.retarget.bonemap import (BoneMapError, builtin_presets, detect, load_map, resolve,
-                                           save_map)
+from ikol_blender.retarget.bonemap import (BoneMapError, builtin_presets, detect, load_map,
+                                           map_from_name, resolve, save_map)
 from ikol_blender.retarget.skeleton import (Bases, Skeleton, corrected_bases, driven_parents,
                                             polar_rotation, rotation_angles, solve_bases,
                                             topological_order)
@@ -106,6 +106,16 @@ def test_bad_maps_are_refused_with_the_reason(tmp_path: Path, data, message):
     path.write_text(json.dumps(data))
     with pytest.raises(BoneMapError, match=message):
         load_map(path)
+
+
+def test_maps_named_on_a_command_line(tmp_path: Path):
+    assert map_from_name("auto") is None
+    assert map_from_name("rigify") == builtin_presets()["rigify"]
+    path = tmp_path / "mine.json"
+    save_map(builtin_presets()["mixamo"], path)
+    assert map_from_name(str(path)) == builtin_presets()["mixamo"]
+    with pytest.raises(BoneMapError, match="unknown bone map 'maya'"):
+        map_from_name("maya")
 
 
 def test_unreadable_map_file(tmp_path: Path):
