@@ -13,7 +13,8 @@ import torch
 from ikol_backend.body.default_skeleton import default_skeleton
 from ikol_backend.body.model import BodyModel
 from ikol_backend.body.tree import LEAF_PARENTS, NUM_JOINTS, POINT_PARENTS
-from ikol_backend.ik.benchmark import add_parser, make_case, random_poses
+from ikol_backend.ik.bench_core import make_case, random_poses
+from ikol_backend.ik.benchmark import add_parser
 from ikol_backend.ik.ikol_layer import (
     PUBLISHED_SWING_JOINTS,
     SwingPose,
