@@ -7,15 +7,20 @@ into the scene. This package imports only bpy, mathutils, numpy and the standard
 
 import bpy
 
-from . import properties
+from . import preferences, properties
 from .operators import estimate_pose, import_motion
-from .ui import panel
+from .operators import retarget as retarget_operators
+from .retarget import properties as retarget_properties
+from .ui import panel, retarget_panel
 
-_CLASSES = (*estimate_pose.CLASSES, *import_motion.CLASSES, *panel.CLASSES)
+_CLASSES = (*estimate_pose.CLASSES, *import_motion.CLASSES, *retarget_operators.CLASSES,
+            *panel.CLASSES, *retarget_panel.CLASSES)
 
 
 def register() -> None:
     properties.register()
+    preferences.register()
+    retarget_properties.register()
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.TOPBAR_MT_file_import.append(import_motion.menu_import)
@@ -25,4 +30,6 @@ def unregister() -> None:
     bpy.types.TOPBAR_MT_file_import.remove(import_motion.menu_import)
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)
+    retarget_properties.unregister()
+    preferences.unregister()
     properties.unregister()

@@ -15,6 +15,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# The Python the add-on's preferences select, or None; preferences.register() sets it (this
+# module stays free of bpy).
+python_from_preferences: Callable[[], str | None] = lambda: None
+
 
 class BackendFailed(RuntimeError):
     """The backend reported an error or ended badly; `message` is meant for the user."""
@@ -28,10 +32,12 @@ class BackendFailed(RuntimeError):
 def backend_python() -> str:
     """The Python that runs the backend.
 
-    The IKOL_BACKEND_PYTHON variable when set, else the project's development environment
-    (`.venv` beside this add-on's folder) when there is one, else this very interpreter.
+    The IKOL_BACKEND_PYTHON variable when set, else the Python the add-on's preferences
+    select (the managed environment or one the user picked), else the project's development
+    environment (`.venv` beside this add-on's folder) when there is one, else this very
+    interpreter.
     """
-    chosen = os.environ.get("IKOL_BACKEND_PYTHON")
+    chosen = os.environ.get("IKOL_BACKEND_PYTHON") or python_from_preferences()
     if chosen:
         return chosen
     dev_env = REPO_ROOT / ".venv" / "bin" / "python"

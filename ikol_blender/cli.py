@@ -36,6 +36,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--render", type=Path, help="also write a PNG of the posed body over the photo")
     parser.add_argument("--fov", type=float, help="camera field of view across the long side, degrees")
     parser.add_argument("--no-body", action="store_true", help="armature only, no body mesh")
+    parser.add_argument("--retarget", type=Path, metavar="BLEND",
+                        help="also retarget the motion onto the armature in this .blend")
+    parser.add_argument("--armature", help="that armature's object name (default: its only one)")
+    parser.add_argument("--bone-map", default="auto",
+                        help="auto, mixamo, rigify, unreal_ue4, unreal_ue5, smplx, smpl or a .json map")
+    parser.add_argument("--in-place", action="store_true", help="retarget without root travel")
+    parser.add_argument("--foot-lock", action="store_true", help="pin planted feet when retargeting")
+    parser.add_argument("--export", type=Path,
+                        help="write the retargeted animation as .fbx or .bvh (needs --retarget)")
     parser.add_argument("--demo", action="store_true",
                         help=f"run on the bundled sample photo, writing {DEMO_OUT}/")
     args = parser.parse_args(argv)
@@ -46,6 +55,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.input is None or args.output is None:
         parser.error("--input and --output are required (or --demo)")
     args.motion = args.motion or args.output.with_suffix(".npz")
+    if args.export is not None and (args.retarget is None
+                                    or args.export.suffix.lower() not in (".fbx", ".bvh")):
+        parser.error("--export needs --retarget and a .fbx or .bvh path")
     if args.render is not None and (len(args.input) != 1 or args.input[0].is_dir()
                                     or args.input[0].suffix.lower() in VIDEO_SUFFIXES):
         parser.error("--render needs a single photo as --input")
@@ -62,6 +74,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="ikol-") as work:
         staged = {"motion": Path(work) / "motion.npz", "blend": Path(work) / "scene.blend",
                   "render": Path(work) / "render.png"}
+        if args.export is not None:
+            staged["export"] = Path(work) / f"export{args.export.suffix.lower()}"
         try:
             summary, seconds = _run(args, staged)
         except (BackendFailed, MotionFileError, SceneError) as exc:
@@ -72,6 +86,8 @@ def main(argv: list[str]) -> int:
         _publish(staged["blend"], args.output)
         if args.render is not None:
             _publish(staged["render"], args.render)
+        if args.export is not None:
+            _publish(staged["export"], args.export)
 
     print(f"Person found in {summary['valid_frames']} of {summary['frames']} frame(s).")
     print(f"Motion: {args.motion}\nScene:  {args.output}")
@@ -107,6 +123,22 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
     bpy.context.preferences.filepaths.save_version = 0
     built = build_scene(motion, name=args.input[0].stem, body=not args.no_body)
     seconds["scene"] = time.perf_counter() - tick
+
+    if args.retarget is not None:
+        from .retarget.bake import RetargetOptions, retarget
+        from .retarget.bonemap import map_from_name
+        from .retarget.io import append_armature, export_animation
+
+        tick = time.perf_counter()
+        try:
+            target = append_armature(args.retarget, args.armature)
+            retarget(built.armature, target, map_from_name(args.bone_map),
+                     RetargetOptions(in_place=args.in_place, foot_lock=args.foot_lock))
+            if args.export is not None:
+                export_animation(target, staged["export"])
+        except ValueError as exc:  # RetargetError, BoneMapError, a missing armature
+            raise SceneError(f"retargeting failed: {exc}") from exc
+        seconds["retarget"] = time.perf_counter() - tick
 
     if args.render is not None:
         if built.camera is None:

@@ -153,3 +153,29 @@ def test_sample_pose_is_close_to_the_true_joints(demo):
     with np.load(demo["out"] / "scene.npz") as data:
         predicted = data["joints"][0] @ np.diag([1.0, -1.0, -1.0])  # model frame to camera frame
     assert pa_mpjpe_mm(predicted, truth) < 80.0
+
+
+def test_headless_retarget_onto_a_rig_from_a_blend_and_bvh_export(tmp_path: Path):
+    from tests.addon.test_retarget import mixamo_like
+
+    from ikol_backend.body.default_skeleton import default_skeleton
+    import torch
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    rest = default_skeleton().rest_points(torch.zeros(1, 10))[0, :24].double().numpy()
+    mixamo_like(rest)
+    rig = tmp_path / "character.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(rig))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+
+    result = run(CLI, "--input", SAMPLE, "--output", tmp_path / "scene.blend", "--retarget", rig,
+                 "--bone-map", "mixamo", "--export", tmp_path / "motion.bvh")
+    assert result.returncode == 0, result.stderr
+    bvh = (tmp_path / "motion.bvh").read_text()
+    assert bvh.startswith("HIERARCHY") and "mixamorig:LeftUpLeg" in bvh
+    bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "scene.blend"))
+    try:
+        target = bpy.data.objects["mixamo"]
+        assert target.animation_data.action.name == "mixamo_retarget"
+    finally:
+        bpy.ops.wm.read_factory_settings(use_empty=True)

@@ -197,10 +197,6 @@ def drive_blender(mode: str, zip_path: str) -> dict:
     summary["installed_files"] = sorted(p.relative_to(installed).as_posix()
                                         for p in installed.rglob("*") if p.is_file())
     addon_preferences = importlib.import_module(f"{PACKAGE}.preferences")
-    # Until the add-on's register() registers its preferences, do it here (and undo it below).
-    registered_here = preferences.addons[PACKAGE].preferences is None
-    if registered_here:
-        addon_preferences.register()
     options = preferences.addons[PACKAGE].preferences
     summary["user_folder"] = bpy.utils.extension_path_user(PACKAGE)
 
@@ -229,8 +225,6 @@ def drive_blender(mode: str, zip_path: str) -> dict:
     summary["bones"] = len(armature.data.bones)
     summary["animated"] = armature.animation_data.action is not None
 
-    if registered_here:
-        addon_preferences.unregister()
     index = [item.module for item in preferences.extensions.repos].index(REPO_MODULE)
     summary["uninstall"] = sorted(bpy.ops.extensions.package_uninstall(
         repo_index=index, pkg_id="ikol_blender"))
