@@ -190,7 +190,8 @@ def test_twist_free_mode(body: BodyModel) -> None:
     result = ikol(body, case.targets[:, :24], case.betas, init="analytic")
     assert result.swing_joints == PUBLISHED_SWING_JOINTS
     assert mpjpe_mm(result.points, case.points).max() < 1e-6
-    torch.testing.assert_close(result.rotmats[:, list(LEAF_PARENTS)], torch.eye(3, dtype=F64).expand(200, 5, 3, 3))
+    identity = torch.eye(3, dtype=F64).expand(200, 5, 3, 3)
+    torch.testing.assert_close(result.rotmats[:, list(LEAF_PARENTS)], identity)
 
 
 def test_betas_fitted_from_bone_lengths(body: BodyModel) -> None:
@@ -208,7 +209,8 @@ def test_betas_fitted_from_bone_lengths(body: BodyModel) -> None:
     assert mpjpe_mm(result.points, case.points).mean() < 5.0
     # One shape for the frames of one person, each frame with its own noise.
     person = _person(body, random_poses(20, torch.Generator().manual_seed(10), F64), 10)
-    noisy = person["targets"] + 0.02 * torch.randn(20, 29, 3, generator=torch.Generator().manual_seed(11), dtype=F64)
+    noise = torch.randn(20, 29, 3, generator=torch.Generator().manual_seed(11), dtype=F64)
+    noisy = person["targets"] + 0.02 * noise
     shared = fit_betas(body, noisy, shared=True)
     torch.testing.assert_close(shared, shared[:1].expand(20, 10))
     one_by_one = fit_betas(body, noisy)
@@ -240,7 +242,8 @@ def test_batch_rows_are_independent(body: BodyModel) -> None:
     case = make_case(body, 4, 20.0, seed=13, dtype=F64)
     together = ikol(body, case.targets, case.betas, case.twist, case.leaf)
     for i in range(4):
-        alone = ikol(body, case.targets[i:i + 1], case.betas[i:i + 1], case.twist[i:i + 1], case.leaf[i:i + 1])
+        row = slice(i, i + 1)
+        alone = ikol(body, case.targets[row], case.betas[row], case.twist[row], case.leaf[row])
         torch.testing.assert_close(alone.rotmats[0], together.rotmats[i], atol=1e-10, rtol=0)
 
 
@@ -250,6 +253,8 @@ def test_bad_inputs(body: BodyModel) -> None:
         ikol(body, case.targets[:, :25], case.betas)
     with pytest.raises(ValueError, match="init"):
         ikol(body, case.targets, case.betas, init="random")
+    with pytest.raises(ValueError, match="init swing angles"):
+        ikol(body, case.targets, case.betas, case.twist, case.leaf, init=torch.zeros(2, 22))
 
 
 def test_bench_ik_prints_json_rows(capsys: pytest.CaptureFixture[str]) -> None:
@@ -261,7 +266,9 @@ def test_bench_ik_prints_json_rows(capsys: pytest.CaptureFixture[str]) -> None:
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert len(rows) == 6
     for row in rows:
-        assert {"method", "device", "batch", "poses_per_s", "mpjpe_mm", "rot_err_deg", "noise_mm"} <= row.keys()
+        keys = {"method", "device", "batch", "poses_per_s", "mpjpe_mm", "rot_err_deg", "noise_mm"}
+        assert keys <= row.keys()
     by = {(r["method"], r["noise_mm"]): r for r in rows}
     for noise in (0.0, 20.0):
-        assert by[("gn_closed_form", noise)]["mpjpe_mm"] == pytest.approx(by[("gn_autograd", noise)]["mpjpe_mm"], abs=1e-3)
+        ours, authors = by[("gn_closed_form", noise)], by[("gn_autograd", noise)]
+        assert ours["mpjpe_mm"] == pytest.approx(authors["mpjpe_mm"], abs=1e-3)

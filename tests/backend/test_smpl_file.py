@@ -54,7 +54,8 @@ def test_original_style_pickle_with_chumpy_objects(tmp_path: Path) -> None:
         with pkl.open("rb") as handle:
             pickle.load(handle)
     body = load_smpl(pkl)
-    torch.testing.assert_close(body.point_shapedirs, load_smpl(tmp_path / "standin_neutral.npz").point_shapedirs)
+    plain = load_smpl(tmp_path / "standin_neutral.npz")
+    torch.testing.assert_close(body.point_shapedirs, plain.point_shapedirs)
 
 
 def test_sparse_regressor_inside_npz(tmp_path: Path) -> None:
@@ -69,7 +70,9 @@ def test_sparse_regressor_inside_npz(tmp_path: Path) -> None:
     ("basicModel_f_lbs_10_207_0_v1.0.0.pkl", "female"), ("basicmodel_m_lbs_10_207_0_v1.1.0.pkl", "male"),
     ("basicModel_neutral_lbs_10_207_0_v1.0.0.pkl", "neutral"),
 ])
-def test_gender_from_the_file_name(standin_files: tuple[Path, Path], tmp_path: Path, name: str, gender: str) -> None:
+def test_gender_from_the_file_name(
+    standin_files: tuple[Path, Path], tmp_path: Path, name: str, gender: str
+) -> None:
     source = standin_files[0] if name.endswith(".npz") else standin_files[1]
     shutil.copy(source, tmp_path / name)
     assert load_smpl(tmp_path / name).gender == gender
@@ -93,7 +96,8 @@ def _write(path: Path, data: bytes) -> Path:
     (lambda d: d / "missing.npz", "not found"),
     (lambda d: _write(d / "model.obj", b"v 0 0 0"), "ends in .npz or .pkl"),
     (lambda d: _npz(d, weights=None, f=None), "has no weights, f"),
-    (lambda d: _npz(d, v_template=np.zeros((10, 3))), r"v_template has shape \(10, 3\); an SMPL model has \(6890, 3\)"),
+    (lambda d: _npz(d, v_template=np.zeros((10, 3))),
+     r"v_template has shape \(10, 3\); an SMPL model has \(6890, 3\)"),
     (lambda d: _npz(d, J_regressor=np.zeros((24, 100))), "J_regressor has shape"),
     (lambda d: _npz(d, shapedirs=np.zeros((6890, 3, 4))), "4 shape components"),
     (lambda d: _npz(d, kintree_table=np.zeros((2, 24), dtype=np.int64)), "not the SMPL joint tree"),

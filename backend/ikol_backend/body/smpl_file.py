@@ -141,9 +141,11 @@ def _read_pkl(path: Path) -> dict[str, Any]:
         except SmplFileError:
             raise
         except Exception as exc:  # a truncated or garbled pickle, or not a pickle at all
-            raise SmplFileError(f"{path.name} is not a readable pickle ({type(exc).__name__}: {exc})") from None
+            raise SmplFileError(
+                f"{path.name} is not a readable pickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict):
-        raise SmplFileError(f"{path.name} is not an SMPL model file: it holds a {type(data).__name__}, not a dict")
+        raise SmplFileError(
+            f"{path.name} is not an SMPL model file: it holds a {type(data).__name__}, not a dict")
     return data
 
 

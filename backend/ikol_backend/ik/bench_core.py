@@ -143,7 +143,9 @@ def autograd_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: SwingPos
     return jac.permute(1, 0, 2)
 
 
-def solve(method: str, body: BodyModel, case: Case, gn: GNSettings, adam_fit_m: float | None = None):
+def solve(
+    method: str, body: BodyModel, case: Case, gn: GNSettings, adam_fit_m: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run one method on a case: (B, 24, 3, 3) local rotations and (B, 29, 3) points."""
     if method in ("gn_closed_form", "gn_autograd"):
         jacobian = closed_form_jacobian if method == "gn_closed_form" else autograd_jacobian

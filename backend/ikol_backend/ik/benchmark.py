@@ -42,8 +42,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         if row["poses_per_s"] is None:
             numbers = f"| {row.get('note', 'skipped')} | | "
         else:
-            numbers = f"| {row['poses_per_s']:,.0f} | {row['mpjpe_mm']:.2f} | {row['rot_err_deg']:.2f} "
-        lines.append(f"| {row['noise_mm']:g} | {row['batch']} | {row['method']} {numbers}| {row['settings']} |")
+            rate = row["poses_per_s"]
+            rate = f"{rate:,.0f}" if rate >= 10 else f"{rate:.1f}"
+            numbers = f"| {rate} | {row['mpjpe_mm']:.2f} | {row['rot_err_deg']:.2f} "
+        start = f"| {row['noise_mm']:g} | {row['batch']} | {row['method']} "
+        lines.append(f"{start}{numbers}| {row['settings']} |")
     return "\n".join(lines + [""] + summarize(rows))
 
 
@@ -61,7 +64,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[str]:
                          f"(MPJPE {row['mpjpe_mm']:.3f} vs {auto['mpjpe_mm']:.3f} mm)")
         for other in ("analytic_swing_twist", "adam"):
             if (found_other := found.get((other, batch, noise))):
-                parts.append(f"MPJPE {row['mpjpe_mm']:.2f} mm vs {found_other['mpjpe_mm']:.2f} mm for {other}")
+                parts.append(f"MPJPE {row['mpjpe_mm']:.2f} mm vs "
+                             f"{found_other['mpjpe_mm']:.2f} mm for {other}")
         if parts:
             lines.append(f"- noise {noise:g} mm, batch {batch}: gn_closed_form " + "; ".join(parts))
     return lines

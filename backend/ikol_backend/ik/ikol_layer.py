@@ -121,6 +121,9 @@ def ikol(
     """
     problem = SwingProblem.build(body, targets, betas, twist, leaf_rotmats)
     if isinstance(init, torch.Tensor):
+        expected = (targets.shape[0], len(problem.plan.swing_joints))
+        if init.shape != expected:
+            raise ValueError(f"init swing angles must be {expected} here, got {tuple(init.shape)}")
         start = problem.pose(init.to(problem.targets))
     elif init == "zero":
         start = problem.pose(problem.zero_swing())
@@ -291,17 +294,18 @@ class SwingProblem:
             raise ValueError(f"targets must be (B, 24, 3) or (B, 29, 3), got {tuple(targets.shape)}")
         batch, num_targets = targets.shape[:2]
         targets = targets - targets[:, :1]
-        if betas is None:
-            betas = fit_betas(body, targets)
-        rest = _rest_points(body, betas.to(targets))
-        rest_bone = torch.cat([torch.zeros_like(rest[:, :1]), rest[:, 1:] - rest[:, list(POINT_PARENTS[1:])]], 1)
+        betas = fit_betas(body, targets) if betas is None else betas.to(targets)
+        rest = _rest_points(body, betas)
+        parents = list(POINT_PARENTS[1:])
+        rest_bone = torch.cat([torch.zeros_like(rest[:, :1]), rest[:, 1:] - rest[:, parents]], 1)
         plan = _plan(leaf_rotmats is None and num_targets == NUM_POINTS, num_targets)
         chains, steps = len(plan.chains), plan.steps
         tables = _tables(plan, targets.device, targets.dtype)
 
         def per_slot(values: torch.Tensor, index: str) -> torch.Tensor:
             """Rows of (B, N, ...) picked by a slot table (N = 29 or 24: no row, zeros)."""
-            padding = torch.zeros_like(values[:, :1]).expand(-1, NUM_POINTS + 1 - values.shape[1], *values.shape[2:])
+            missing = NUM_POINTS + 1 - values.shape[1]
+            padding = torch.zeros_like(values[:, :1]).expand(-1, missing, *values.shape[2:])
             picked = torch.cat([values, padding], 1)[:, tables[index]]
             return picked.view(batch, chains, steps, *values.shape[2:])
 
@@ -316,7 +320,10 @@ class SwingProblem:
             angle = torch.atan2(twist[..., 1], twist[..., 0]).to(targets)  # joints 1-23
             axis = torch.nn.functional.normalize(rest_bone[:, list(TWIST_CHILD[1:])], dim=-1)
             twist_rot = roma.rotvec_to_rotmat(angle.unsqueeze(-1) * axis)
-        leaf = eye.expand(batch, len(LEAF_PARENTS), 3, 3) if leaf_rotmats is None else leaf_rotmats.to(targets)
+        if leaf_rotmats is None:
+            leaf = eye.expand(batch, len(LEAF_PARENTS), 3, 3)
+        else:
+            leaf = leaf_rotmats.to(targets)
         rotations = torch.cat([eye.expand(batch, 1, 3, 3), twist_rot, leaf], 1)
         turn = rotations[:, tables["turn_source"]].view(batch, chains, steps, 3, 3)
 
@@ -482,7 +489,8 @@ def closed_form_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: Swing
     velocity = -(_skew(pose.child_bone) @ omega).cumsum(2)  # w x bone = -[bone]x w
     num, num_swing = problem.targets.shape[1], theta.shape[1]
     jac = velocity.new_zeros(batch, 3 * num * num_swing)
-    jac.index_copy_(1, problem.tables["jacobian_target"], velocity.flatten(1)[:, problem.tables["jacobian_source"]])
+    nonzeros = velocity.flatten(1)[:, problem.tables["jacobian_source"]]
+    jac.index_copy_(1, problem.tables["jacobian_target"], nonzeros)
     return jac.view(batch, 3 * num, num_swing)
 
 
@@ -507,12 +515,14 @@ def _tables(plan: _Plan, device: torch.device, dtype: torch.dtype) -> dict[str, 
     # Nonzeros of the Jacobian, per coordinate x: from the velocities (B, C, S, 3, S) flattened,
     # to the Jacobian (B, P, 3, K) flattened.
     num_swing, x = len(plan.swing_joints), torch.arange(3).unsqueeze(0)
-    source, target = torch.tensor(plan.jacobian_source).unsqueeze(1), torch.tensor(plan.jacobian_target).unsqueeze(1)
+    source = torch.tensor(plan.jacobian_source).unsqueeze(1)
+    target = torch.tensor(plan.jacobian_target).unsqueeze(1)
     return {
         "column_slot": long(plan.column_slot),
         "joint_source": long(plan.joint_source),
         "jacobian_source": (((source // steps) * 3 + x) * steps + source % steps).flatten().to(device),
-        "jacobian_target": (((target // num_swing) * 3 + x) * num_swing + target % num_swing).flatten().to(device),
+        "jacobian_target": (((target // num_swing) * 3 + x) * num_swing + target % num_swing)
+        .flatten().to(device),
         "first_joint": long([chain[0] for chain in plan.chains]),
         "slot_child": long([c if c >= 0 else pad for c in plan.slot_child]),
         "slot_aimed": long([c if a else pad for c, a in zip(plan.slot_child, aims)]),
