@@ -16,6 +16,7 @@ _EXIT_BY_CODE = {
     "bad_frame_range": EXIT_USAGE,
     "no_person": EXIT_NO_PERSON,
     "output_unwritable": EXIT_OUTPUT,
+    "model_invalid": EXIT_BAD_INPUT,
 }
 
 

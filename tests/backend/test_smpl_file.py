@@ -138,3 +138,17 @@ def test_a_mesh_is_needed_for_vertices() -> None:
     poses, betas = _random_pose(1, seed=1)
     with pytest.raises(ValueError, match="no mesh"):
         default_skeleton().vertices(poses, betas)
+
+
+def test_command_line_reports_a_file_that_is_not_a_model(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "notes.npz"
+    bad.write_text("not a model")
+    result = subprocess.run(
+        [sys.executable, "-m", "ikol_backend", "bench-ik", "--model", str(bad), "--batches", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 3
+    assert "error: notes.npz is not a readable .npz file" in result.stderr

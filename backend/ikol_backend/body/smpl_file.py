@@ -28,6 +28,7 @@ import scipy.sparse
 import torch
 from smplx.lbs import vertices2joints
 
+from ..errors import BackendError
 from .model import NUM_BETAS, BodyModel, SmplMesh
 from .tree import NUM_JOINTS, PARENTS
 
@@ -40,8 +41,14 @@ REQUIRED_KEYS: tuple[str, ...] = (
 GENDERS = ("neutral", "male", "female")
 
 
-class SmplFileError(ValueError):
-    """The file is missing, unreadable, or not an SMPL-format model; the message says why."""
+class SmplFileError(BackendError, ValueError):
+    """The file is missing, unreadable, or not an SMPL-format model; the message says why.
+
+    Reported by the command line as error code `model_invalid` (exit code 3).
+    """
+
+    def __init__(self, message: str):
+        super().__init__("model_invalid", message)
 
 
 def load_smpl(path: str | Path, gender: str | None = None) -> BodyModel:
