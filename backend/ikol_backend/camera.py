@@ -16,9 +16,15 @@ CAMERA_TO_MODEL = np.diag([1.0, -1.0, -1.0])  # its own inverse
 DEFAULT_FOV_DEG = 55.0  # across the image's long side, when neither focal nor FOV is given
 
 
-def intrinsics(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) -> np.ndarray:
-    """(3, 3) camera matrix in pixels, principal point at the image centre."""
-    focal = 0.5 * max(width, height) / math.tan(math.radians(fov_deg) / 2)
+def intrinsics(
+    width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG, focal_px: float | None = None
+) -> np.ndarray:
+    """(3, 3) camera matrix in pixels, principal point at the image centre.
+
+    The focal length is `focal_px` when given, else the one that spans `fov_deg` (degrees)
+    across the image's long side.
+    """
+    focal = focal_px or 0.5 * max(width, height) / math.tan(math.radians(fov_deg) / 2)
     return np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
 
 

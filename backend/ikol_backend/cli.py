@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
                           help="camera field of view across the long side, degrees "
                                f"(default {DEFAULT_FOV_DEG:g})")
+    estimate.add_argument("--focal", type=float,
+                          help="camera focal length in pixels (overrides --fov)")
     estimate.add_argument("--start", type=int, default=0, help="first frame (default 0)")
     estimate.add_argument("--stop", type=int, help="frame to stop before (default: the end)")
     estimate.add_argument("--stride", type=int, default=1, help="use every Nth frame")
@@ -47,7 +49,10 @@ def _run_estimate(args: argparse.Namespace, events: Events) -> None:
     from .readers import FrameRange
 
     frame_range = FrameRange(args.start, args.stop, args.stride)
-    estimate(args.inputs, args.output, events, fov_deg=args.fov, frame_range=frame_range)
+    if args.focal is not None and args.focal <= 0:
+        raise BackendError("bad_camera", f"--focal must be a positive number of pixels, not {args.focal:g}")
+    estimate(args.inputs, args.output, events, fov_deg=args.fov, frame_range=frame_range,
+             focal_px=args.focal)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -14,6 +14,7 @@ _EXIT_BY_CODE = {
     "input_unreadable": EXIT_BAD_INPUT,
     "input_unsupported": EXIT_BAD_INPUT,
     "bad_frame_range": EXIT_USAGE,
+    "bad_camera": EXIT_USAGE,
     "no_person": EXIT_NO_PERSON,
     "output_unwritable": EXIT_OUTPUT,
     "model_invalid": EXIT_BAD_INPUT,

@@ -50,7 +50,7 @@ class _Seen:
 
 def estimate(
     inputs: Sequence[Path], output: Path, events: Events, fov_deg: float,
-    frame_range: FrameRange = FrameRange(),
+    frame_range: FrameRange = FrameRange(), focal_px: float | None = None,
 ) -> dict:
     """Estimate SMPL motion from photos, an image folder or a video; write the motion file.
 
@@ -93,7 +93,7 @@ def estimate(
         raise BackendError("no_person", "No person was found in the input.")
 
     tick = time.perf_counter()
-    camera = intrinsics(*source.frame_size, fov_deg=fov_deg)
+    camera = intrinsics(*source.frame_size, fov_deg=fov_deg, focal_px=focal_px)
     arrays = _solve(np.stack(seen.points_3d), np.stack(seen.keypoints_2d), valid, camera)
     seconds["ik"] += time.perf_counter() - tick
 

@@ -37,3 +37,8 @@ def test_translation_fit_ignores_zero_weight_points():
     pixels[:5] += 80.0
     weights[:5] = 0.0
     np.testing.assert_allclose(fit_translation(body, pixels, weights, camera), truth, atol=1e-9)
+
+
+def test_focal_length_overrides_the_field_of_view():
+    camera = intrinsics(640, 480, fov_deg=90.0, focal_px=1000.0)
+    np.testing.assert_allclose(camera[[0, 1], [0, 1]], 1000.0)

@@ -90,3 +90,17 @@ def test_bad_frame_range_is_a_usage_error(clip: Path, tmp_path: Path):
     assert result.returncode == 2
     assert events[-1]["event"] == "error" and events[-1]["code"] == "bad_frame_range"
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_focal_length_reaches_the_motion_file(clip: Path, tmp_path: Path):
+    result, _ = estimate(clip, "-o", tmp_path / "m.npz", "--stop", "1", "--focal", "700")
+    assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "m.npz") as data:
+        assert data["camera_intrinsics"][0, 0] == pytest.approx(700.0)
+
+
+def test_focal_length_must_be_positive(clip: Path, tmp_path: Path):
+    result, events = estimate(clip, "-o", tmp_path / "m.npz", "--focal", "-5")
+    assert result.returncode == 2
+    assert events[-1] == {"event": "error", "code": "bad_camera",
+                          "message": "--focal must be a positive number of pixels, not -5"}
