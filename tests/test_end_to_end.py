@@ -10,6 +10,7 @@ import bpy
 import numpy as np
 import pytest
 
+from ikol_backend.camera import CAMERA_TO_MODEL
 from ikol_blender.smpl import JOINT_NAMES, to_z_up
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,7 +152,7 @@ def test_sample_pose_is_close_to_the_true_joints(demo):
     truth_file = json.loads((ROOT / "samples" / "person.json").read_text())
     truth = np.array([truth_file["joints_cam"][name] for name in JOINT_NAMES])
     with np.load(demo["out"] / "scene.npz") as data:
-        predicted = data["joints"][0] @ np.diag([1.0, -1.0, -1.0])  # model frame to camera frame
+        predicted = data["joints"][0] @ CAMERA_TO_MODEL.T  # model frame to camera frame
     assert pa_mpjpe_mm(predicted, truth) < 80.0
 
 

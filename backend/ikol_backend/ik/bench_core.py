@@ -105,8 +105,7 @@ def make_case(
     body64 = body.to("cpu", torch.float64)
     rest = body64.rest_points(betas)
     rotmats = roma.rotvec_to_rotmat(poses)
-    points, _ = forward_kinematics(rotmats, rest)
-    points = points - points[:, :1]
+    points = _pose_points(rotmats, rest)
     targets = points + noise
     targets = targets - targets[:, :1]
 
