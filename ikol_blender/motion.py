@@ -31,6 +31,8 @@ class Motion:
         camera_intrinsics: (3, 3) pixels, or None.
         image_size: (width, height) pixels, or None.
         source: the footage the motion came from, or "".
+        frame_index: (N,) each frame's index in the source (video frame, or place in the
+            image list), or None.
     """
 
     poses: np.ndarray
@@ -43,6 +45,7 @@ class Motion:
     camera_intrinsics: np.ndarray | None
     image_size: tuple[int, int] | None
     source: str
+    frame_index: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -80,6 +83,7 @@ def load_motion(path: Path) -> Motion:
         camera_intrinsics=arrays.get("camera_intrinsics"),
         image_size=None if size is None else (int(size[0]), int(size[1])),
         source=str(arrays.get("source", "")),
+        frame_index=arrays.get("frame_index"),
     )
 
 
