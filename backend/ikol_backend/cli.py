@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("inputs", nargs="+", type=Path,
                           help="image file(s) (one frame each, in order), an image folder "
                                "(natural order) or a video file")
-    estimate.add_argument("-o", "--output", type=Path, required=True, help="motion file (.npz)")
+    estimate.add_argument("-o", "--output", type=Path, required=True, help="motion file: .npz, or .json for JSON")
     estimate.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
                           help="camera field of view across the long side, degrees "
                                f"(default {DEFAULT_FOV_DEG:g})")
@@ -32,27 +32,52 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--start", type=int, default=0, help="first frame (default 0)")
     estimate.add_argument("--stop", type=int, help="frame to stop before (default: the end)")
     estimate.add_argument("--stride", type=int, default=1, help="use every Nth frame")
+    estimate.add_argument("--front-end", default="default", choices=("default", "ikol"),
+                          help="default: BlazePose landmarks (offline, always there); "
+                               "ikol: the IKOL network (needs --checkpoint)")
+    estimate.add_argument("--checkpoint", type=Path, help="IKOL network weights (.pth)")
+    estimate.add_argument("--half", action="store_true",
+                          help="run the IKOL network in half precision (CUDA only)")
+    estimate.add_argument("--flip-test", action="store_true",
+                          help="IKOL network: also run the mirrored crop and average")
+    estimate.add_argument("--smpl", type=Path,
+                          help="SMPL model file (.npz or .pkl) for the skeleton and body shape "
+                               "(default: the built-in default skeleton)")
+    estimate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                          help="where torch runs (default auto: CUDA when there is one)")
+    estimate.add_argument("--person", type=int, default=0,
+                          help="which person: 0 = the largest at the start, 1 = the next, ...")
+    estimate.add_argument("--fill", default="interpolate", choices=("none", "hold", "interpolate"),
+                          help="frames without the person: rest pose (none), the last pose "
+                               "(hold) or between the poses around them (interpolate, default); "
+                               "they stay marked invalid")
+    estimate.add_argument("--smooth", type=float, default=0.0,
+                          help="temporal smoothing of video, 0 (raw, default) to 1 (heavy)")
     estimate.add_argument("--events", action="store_true",
                           help="report progress as JSON lines on stdout")
     estimate.set_defaults(run=_run_estimate)
 
+    from .body.export import add_parser as add_body
     from .doctor import add_parser as add_doctor
     from .ik.benchmark import add_parser as add_bench_ik
 
+    add_body(commands)
     add_doctor(commands)
     add_bench_ik(commands)
     return parser
 
 
 def _run_estimate(args: argparse.Namespace, events: Events) -> None:
-    from .estimate import estimate  # torch and mediapipe load only when needed
+    from .estimate import EstimateOptions, estimate  # torch and mediapipe load only when needed
     from .readers import FrameRange
 
-    frame_range = FrameRange(args.start, args.stop, args.stride)
-    if args.focal is not None and args.focal <= 0:
-        raise BackendError("bad_camera", f"--focal must be a positive number of pixels, not {args.focal:g}")
-    estimate(args.inputs, args.output, events, fov_deg=args.fov, frame_range=frame_range,
-             focal_px=args.focal)
+    options = EstimateOptions(
+        fov_deg=args.fov, focal_px=args.focal,
+        frame_range=FrameRange(args.start, args.stop, args.stride),
+        front_end=args.front_end, person=args.person, fill=args.fill, smooth=args.smooth,
+        smpl=args.smpl, device=args.device,
+    )
+    estimate(args.inputs, args.output, events, options)
 
 
 def _interrupt(signum: int, frame: object) -> None:

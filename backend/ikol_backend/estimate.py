@@ -1,9 +1,11 @@
-"""`ikol-backend estimate`: frames -> person landmarks -> SMPL targets -> IK -> motion file.
+"""`ikol-backend estimate`: frames -> the person -> SMPL targets -> IK -> motion file.
 
-Frames are streamed: only each frame's targets (29 points) are kept. Once all are in, one body
-shape is fitted to the bone lengths of every frame, and the IKOL layer solves all frames in one
-batch (twist-free mode, leaf points as targets). Each frame's root translation is then fitted
-through the camera.
+Frames are streamed: only each frame's targets (29 points) are kept. The person is found and
+followed by `person.PersonTracker`. Once all frames are in, frames without the person are
+filled (held or interpolated, by option; they stay marked invalid), the targets are smoothed
+over time (by option), one body shape is fitted to the bone lengths of every frame, and the
+IKOL layer solves the frames in batches (twist-free mode, leaf points as targets). Each
+frame's root translation is then fitted through the camera.
 """
 
 import dataclasses
@@ -16,18 +18,48 @@ import numpy as np
 import torch
 
 from .body.default_skeleton import default_skeleton
+from .body.model import BodyModel
+from .body.smpl_file import load_smpl
 from .body.tree import NUM_JOINTS, NUM_POINTS
-from .camera import fit_translation, intrinsics
+from .camera import DEFAULT_FOV_DEG, fit_translation, intrinsics
 from .errors import BackendError
 from .events import Events
 from .frontends.blazepose import BlazePose
 from .frontends.blazepose_to_smpl import smpl_targets
 from .ik.ikol_layer import ikol
 from .ik.shape_fit import fit_betas
+from .person import PersonTracker
 from .readers import FrameRange, downscaled, open_source
-from .writers.motion import write_motion
+from .temporal import cutoff_for_strength, fill_missing, one_euro
+from .writers.motion import check_output, write_motion
 
 STILL_FRAME_RATE = 30.0  # written for still images, which have no frame rate of their own
+FRONT_ENDS = ("default",)
+DEVICES = ("auto", "cpu", "cuda")
+IK_BATCH = 4096  # frames per IK solve: bounds memory on long clips
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimateOptions:
+    """Everything `estimate` can be told besides its inputs and output (see docs/protocol.md).
+
+    fov_deg / focal_px: the camera (degrees across the long side / pixels; focal wins).
+    person: which person, 0 = the largest at the start, 1 = the next largest, ...
+    fill: frames without the person: "none" (rest pose at the origin), "hold", "interpolate".
+    smooth: 0 = raw, up to 1 = heavy One-Euro smoothing of the targets over time.
+    smpl: an SMPL model file for the skeleton and shape space; None = the default skeleton.
+    device: "auto" (CUDA when there is one), "cpu" or "cuda", for the IK layer.
+    """
+
+    fov_deg: float = DEFAULT_FOV_DEG
+    focal_px: float | None = None
+    frame_range: FrameRange = FrameRange()
+    front_end: str = "default"
+    person: int = 0
+    fill: str = "interpolate"
+    smooth: float = 0.0
+    smpl: Path | None = None
+    device: str = "auto"
 
 
 @dataclasses.dataclass
@@ -49,32 +81,36 @@ class _Seen:
 
 
 def estimate(
-    inputs: Sequence[Path], output: Path, events: Events, fov_deg: float,
-    frame_range: FrameRange = FrameRange(), focal_px: float | None = None,
+    inputs: Sequence[Path], output: Path, events: Events, options: EstimateOptions = EstimateOptions()
 ) -> dict:
     """Estimate SMPL motion from photos, an image folder or a video; write the motion file.
 
     Returns the summary also sent with the `result` event.
     """
+    _check_options(options)
+    check_output(output)
+    device = _device(options.device)
+    body = load_smpl(options.smpl) if options.smpl is not None else default_skeleton()
     seconds: dict[str, float] = defaultdict(float)
     tick = time.perf_counter()
-    source = open_source(inputs, frame_range)  # checks every input before any model loads
+    source = open_source(inputs, options.frame_range)  # checks every input before models load
     seconds["decode"] += time.perf_counter() - tick
     is_video = source.fps is not None
     total = source.frame_count or 0
-    events.emit("start", frames=total, front_end="default", device="cpu")
+    events.emit("start", frames=total, front_end=options.front_end, device=device.type)
     if source.fps_note:
         events.emit("warning", code="frame_rate", message=source.fps_note)
 
     seen = _Seen()
     began = time.perf_counter()
-    with BlazePose(video=is_video) as detector:
+    with BlazePose() as detector:
+        tracker = PersonTracker(detector, options.person)
         tick = time.perf_counter()
         for frame in source:
             seconds["decode"] += time.perf_counter() - tick
             tick = time.perf_counter()
             small, scale = downscaled(frame.rgb)
-            marks = detector.detect(small)
+            marks = tracker.track(small)
             if marks is None:
                 name = source.paths[0 if is_video else frame.index].name
                 events.emit("warning", code="no_person", frame=frame.index,
@@ -90,27 +126,31 @@ def estimate(
 
     valid = np.array(seen.valid)
     if not valid.any():
-        raise BackendError("no_person", "No person was found in the input.")
+        raise BackendError("no_person", _nobody_message(options.person, tracker.people_at_start))
 
     tick = time.perf_counter()
-    camera = intrinsics(*source.frame_size, fov_deg=fov_deg, focal_px=focal_px)
-    arrays = _solve(np.stack(seen.points_3d), np.stack(seen.keypoints_2d), valid, camera)
+    frame_rate = source.fps / options.frame_range.stride if is_video else STILL_FRAME_RATE
+    camera = intrinsics(*source.frame_size, fov_deg=options.fov_deg, focal_px=options.focal_px)
+    keypoints_2d = np.stack(seen.keypoints_2d)
+    targets, seen_2d = _prepared_targets(np.stack(seen.points_3d), keypoints_2d, valid, camera,
+                                         frame_rate if is_video else None, options)
+    solved = valid if options.fill == "none" else np.ones_like(valid)
+    arrays = _solve(body, targets, seen_2d, solved, camera, device)
     seconds["ik"] += time.perf_counter() - tick
 
     tick = time.perf_counter()
-    frame_rate = source.fps / frame_range.stride if is_video else STILL_FRAME_RATE
     write_motion(output, {
         **arrays,
-        "gender": np.array("neutral"),
+        "gender": np.array(body.gender),
         "mocap_framerate": np.float64(frame_rate),
         "valid": valid,
         "frame_index": np.array(seen.frame_index, dtype=np.int32),
-        "keypoints_2d": np.stack(seen.keypoints_2d).astype(np.float32),
+        "keypoints_2d": keypoints_2d.astype(np.float32),
         "camera_intrinsics": camera.astype(np.float32),
         "image_size": np.array(source.frame_size, dtype=np.int32),
         "source": np.array(str(inputs[0]) if len(inputs) == 1 else str(Path(inputs[0]).parent)),
-        "body_model": np.array(default_skeleton().name),
-        "front_end": np.array("default"),
+        "body_model": np.array(body.name),
+        "front_end": np.array(options.front_end),
     })
     seconds["write"] += time.perf_counter() - tick
     summary = {
@@ -122,30 +162,90 @@ def estimate(
     return summary
 
 
+def _check_options(options: EstimateOptions) -> None:
+    """Usage errors, before anything is read."""
+    if options.focal_px is not None and options.focal_px <= 0:
+        raise BackendError("bad_camera",
+                           f"--focal must be a positive number of pixels, not {options.focal_px:g}")
+    if not 0.0 <= options.smooth <= 1.0:
+        raise BackendError("bad_option", f"--smooth must be between 0 and 1, not {options.smooth:g}")
+    if options.person < 0:
+        raise BackendError("bad_option", f"--person must be 0 or more, not {options.person}")
+    if options.front_end not in FRONT_ENDS:
+        raise BackendError("bad_option", f"Unknown front end {options.front_end!r}; "
+                                         f"choose from {', '.join(FRONT_ENDS)}.")
+
+
+def _device(name: str) -> torch.device:
+    """The torch device for "auto", "cpu" or "cuda"; a clear error when CUDA is missing."""
+    if name not in DEVICES:
+        raise BackendError("bad_option", f"Unknown device {name!r}; choose from {', '.join(DEVICES)}.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BackendError("bad_option", "--device cuda was asked for, but torch sees no CUDA "
+                                         "device here (run `ikol-backend doctor`).")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _nobody_message(person: int, people_at_start: int) -> str:
+    if person == 0 or people_at_start == 0:
+        return "No person was found in the input."
+    return (f"Person {person} was asked for (0 is the largest), but only {people_at_start} "
+            f"{'person was' if people_at_start == 1 else 'people were'} found.")
+
+
+def _prepared_targets(
+    points_3d: np.ndarray, keypoints_2d: np.ndarray, valid: np.ndarray, camera: np.ndarray,
+    frame_rate: float | None, options: EstimateOptions,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets for the IK and the translation fit: gaps filled, then smoothed over time.
+
+    Returns (N, 29, 3) root-relative points (model frame, metres) and (N, 29, 3) keypoints
+    (x px, y px, confidence).
+    """
+    relative = points_3d - points_3d[:, :1]
+    relative = fill_missing(relative, valid, options.fill)
+    seen_2d = fill_missing(keypoints_2d, valid, options.fill)
+    if options.smooth > 0 and frame_rate is not None:
+        smoothed = valid if options.fill == "none" else None
+        cutoff = cutoff_for_strength(options.smooth)
+        relative = one_euro(relative, frame_rate, cutoff, valid=smoothed)
+        # 2D in focal-length units (about metres at 1 m), so one speed coefficient serves both.
+        focal = camera[0, 0]
+        seen_2d[..., :2] = one_euro(seen_2d[..., :2] / focal, frame_rate, cutoff, valid=smoothed) * focal
+    return relative, seen_2d
+
+
 def _solve(
-    points_3d: np.ndarray, keypoints_2d: np.ndarray, valid: np.ndarray, camera: np.ndarray
+    body: BodyModel, targets: np.ndarray, keypoints_2d: np.ndarray, solved: np.ndarray,
+    camera: np.ndarray, device: torch.device,
 ) -> dict[str, np.ndarray]:
     """Shape, poses, translation and posed joints for all frames (float32 arrays).
 
-    Frames without the person keep the rest pose at the origin.
+    Frames not `solved` keep the rest pose at the origin.
     """
-    body = default_skeleton()
-    targets = torch.as_tensor(points_3d[valid], dtype=torch.float32)
-    betas = fit_betas(body, targets, shared=True)[:1]
+    body = body.to(device)
+    chosen = torch.as_tensor(targets[solved], dtype=torch.float32, device=device)
+    betas = fit_betas(body, chosen, shared=True)[:1]
     rest = body.rest_points(betas)[0]
-    solved = ikol(body, targets, betas=betas.expand(len(targets), -1), init="analytic")
-    frames = len(valid)
+    frames = len(solved)
     poses = np.zeros((frames, NUM_JOINTS, 3))
-    poses[valid] = solved.poses().double().numpy()
-    posed = np.broadcast_to(rest.double().numpy(), (frames, NUM_POINTS, 3)).copy()
-    posed[valid] = solved.points.double().numpy() + rest[0].double().numpy()
+    posed = np.broadcast_to(rest.double().cpu().numpy(), (frames, NUM_POINTS, 3)).copy()
+    rows = np.flatnonzero(solved)
+    for start in range(0, len(rows), IK_BATCH):
+        batch = rows[start:start + IK_BATCH]
+        part = chosen[start:start + IK_BATCH]
+        result = ikol(body, part, betas=betas.expand(len(part), -1), init="analytic")
+        poses[batch] = result.poses().double().cpu().numpy()
+        posed[batch] = (result.points + rest[0]).double().cpu().numpy()
     trans = np.zeros((frames, 3))
-    for i in np.flatnonzero(valid):
+    for i in rows:
         trans[i] = fit_translation(posed[i], keypoints_2d[i, :, :2], keypoints_2d[i, :, 2], camera)
     return {
         "poses": poses.reshape(frames, NUM_JOINTS * 3).astype(np.float32),
         "trans": trans.astype(np.float32),
-        "betas": betas[0].numpy().astype(np.float32),
+        "betas": betas[0].cpu().numpy().astype(np.float32),
         "joints": (posed[:, :NUM_JOINTS] + trans[:, None]).astype(np.float32),
-        "rest_joints": rest[:NUM_JOINTS].numpy().astype(np.float32),
+        "rest_joints": rest[:NUM_JOINTS].cpu().numpy().astype(np.float32),
     }

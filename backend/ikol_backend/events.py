@@ -1,33 +1,60 @@
-"""What the backend tells its caller: JSON lines on stdout (--events) or plain text on stderr.
+"""What the backend tells its caller: JSON lines on stdout (--events) or, for people, plain text
+and a progress bar on stderr.
 
 Event kinds and their fields are documented in docs/protocol.md.
 """
 
 import json
 import sys
-from typing import Any
+from typing import Any, TextIO
+
+BAR_WIDTH = 30
 
 
 class Events:
     """Reports start, progress, warnings, the result and errors."""
 
-    def __init__(self, json_lines: bool):
+    def __init__(self, json_lines: bool, stream: TextIO | None = None):
         self.json_lines = json_lines
+        self.stream = stream  # for people; None: sys.stderr at the time of writing
+        self._bar_shown = False  # a progress bar is on the terminal's last line
+        self._last_tenth = -1
 
     def emit(self, event: str, **fields: Any) -> None:
         if self.json_lines:
             print(json.dumps({"event": event, **fields}), flush=True)
             return
+        stream = self.stream or sys.stderr
+        if event == "progress":
+            self._progress(stream, fields)
+            return
         text = _human(event, fields)
         if text:
-            print(text, file=sys.stderr, flush=True)
+            if self._bar_shown:
+                stream.write("\n")
+                self._bar_shown = False
+            print(text, file=stream, flush=True)
+
+    def _progress(self, stream: TextIO, fields: dict[str, Any]) -> None:
+        """A bar redrawn in place on a terminal; elsewhere a line at every tenth."""
+        done, total, rate = fields["done"], fields["total"], fields["frames_per_s"]
+        fraction = done / total if total else 0.0
+        filled = round(BAR_WIDTH * fraction)
+        bar = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} frames, {rate:.1f} frames/s"
+        if stream.isatty():
+            stream.write("\r" + bar)
+            stream.flush()
+            self._bar_shown = True
+            return
+        tenth = int(10 * fraction)
+        if tenth != self._last_tenth:
+            self._last_tenth = tenth
+            print(bar, file=stream, flush=True)
 
 
 def _human(event: str, fields: dict[str, Any]) -> str:
     if event == "start":
         return f"ikol-backend: {fields['frames']} frame(s), front end {fields['front_end']}, device {fields['device']}"
-    if event == "progress":
-        return f"  frame {fields['done']}/{fields['total']} ({fields['frames_per_s']:.1f} frames/s)"
     if event == "warning":
         return f"warning: {fields['message']}"
     if event == "result":

@@ -1,5 +1,6 @@
 """Motion files are written whole or not at all."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +39,16 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path):
         write_motion(tmp_path / "nope" / "m.npz", {})
     assert error.value.code == "output_unwritable"
     assert error.value.message == f"Output folder does not exist: {tmp_path / 'nope'}"
+
+
+def test_json_on_request_holds_the_same_keys_and_values(tmp_path: Path):
+    arrays = {"poses": np.arange(144, dtype=np.float32).reshape(2, 72) / 7,
+              "valid": np.array([True, False]), "gender": np.array("neutral")}
+    write_motion(tmp_path / "m.json", arrays)
+    write_motion(tmp_path / "m.npz", arrays)
+    loaded = json.loads((tmp_path / "m.json").read_text())
+    with np.load(tmp_path / "m.npz") as npz:
+        assert sorted(loaded) == sorted(npz.files)
+        for key in npz.files:
+            assert np.array_equal(np.array(loaded[key], dtype=npz[key].dtype), npz[key]), key
+

@@ -1,5 +1,7 @@
-"""The motion file: AMASS-style `.npz` (layout in docs/protocol.md), written atomically."""
+"""The motion file: AMASS-style `.npz` (layout in docs/protocol.md) or the same keys as JSON,
+written atomically."""
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -11,25 +13,48 @@ from ..errors import BackendError
 FORMAT_VERSION = 1
 
 
+def check_output(path: Path) -> None:
+    """Fail early, before any work, when `path`'s folder is missing or not writable."""
+    folder = _folder(path)
+    if not folder.is_dir():
+        raise BackendError("output_unwritable", f"Output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise BackendError("output_unwritable", f"Cannot write to the output folder {folder}: "
+                                                "Permission denied")
+
+
 def write_motion(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write `arrays` as an uncompressed .npz at `path`, all at once.
+    """Write `arrays` at `path`, all at once: JSON when the name ends in `.json`, else an
+    uncompressed `.npz`.
 
     The data go to a temporary file beside `path`, which is then renamed over it, so a reader
     never sees half a file and a failed write leaves any earlier file untouched.
     """
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = _folder(path)
     if not folder.is_dir():
         raise BackendError("output_unwritable", f"Output folder does not exist: {folder}")
     try:
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=folder)
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
         os.close(handle)
     except OSError as exc:
         raise BackendError(
             "output_unwritable", f"Cannot write to the output folder {folder}: {exc.strerror}"
         ) from exc
     try:
-        np.savez(tmp_name, format_version=np.int32(FORMAT_VERSION), **arrays)
+        everything = {key: np.asarray(value)
+                      for key, value in {"format_version": np.int32(FORMAT_VERSION), **arrays}.items()}
+        if path.suffix.lower() == ".json":
+            with open(tmp_name, "w", encoding="utf-8") as handle:
+                json.dump({key: value.tolist() for key, value in everything.items()},
+                          handle, separators=(",", ":"))
+        else:
+            with open(tmp_name, "wb") as handle:  # a file object: savez adds no ".npz" to it
+                np.savez(handle, **everything)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _folder(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")

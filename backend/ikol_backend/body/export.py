@@ -1,0 +1,136 @@
+"""`ikol-backend body`: the rest skeleton for given betas and, with an SMPL model file, the
+mesh, written as a body file (.npz) for the Blender add-on (layout in docs/protocol.md).
+
+The add-on never reads SMPL files itself: this command reads one through `load_smpl` and
+writes the arrays a Blender mesh needs. All positions are in the SMPL model frame (Y up, X to
+the body's left, Z forward, metres). Without an SMPL file the body file holds the default
+skeleton's rest joints only.
+"""
+
+import argparse
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendError
+from ..events import Events
+from .model import NUM_BETAS, BodyModel
+from .tree import NUM_JOINTS
+
+
+def body_arrays(smpl: Path | None, betas: np.ndarray, pose_correctives: bool = False) -> dict[str, Any]:
+    """The body file's arrays for `betas` (10,), from an SMPL model file or the default skeleton.
+
+    Args:
+        smpl: an SMPL-format model file, or None for the default skeleton (no mesh).
+        betas: (10,) body shape.
+        pose_correctives: also write `posedirs` (SMPL files only; about 17 MB).
+    """
+    import torch
+
+    from .default_skeleton import default_skeleton
+    from .smpl_file import load_smpl
+
+    model: BodyModel = load_smpl(smpl) if smpl is not None else default_skeleton()
+    shape = torch.tensor(betas, dtype=torch.float32).unsqueeze(0)
+    arrays: dict[str, Any] = {
+        "rest_joints": model.rest_points(shape)[0, :NUM_JOINTS].numpy().astype(np.float32),
+        "betas": np.asarray(betas, dtype=np.float32),
+        "gender": np.str_(model.gender),
+        "body_model": np.str_(model.name),
+    }
+    if model.mesh is not None:
+        mesh = model.mesh
+        vertices = mesh.v_template.shape[0]
+        arrays |= {
+            "v_template": mesh.v_template.numpy().astype(np.float32),
+            "faces": mesh.faces.numpy().astype(np.int32),
+            "weights": mesh.weights.numpy().astype(np.float32),
+            "shapedirs": mesh.shapedirs.numpy().astype(np.float32),
+        }
+        if pose_correctives:
+            # The loader keeps smplx's (207, 3V) layout; the body file has (V, 3, 207).
+            arrays["posedirs"] = mesh.posedirs.T.reshape(vertices, 3, -1).numpy().astype(np.float32)
+    return arrays
+
+
+def betas_from_motion(path: Path) -> np.ndarray:
+    """The (10,) betas of a motion file (ours or AMASS-style): the first 10 of a longer vector
+    (AMASS has 16), zeros after a shorter one, and the mean over frames of per-frame betas."""
+    if not path.is_file():
+        raise BackendError("input_not_found", f"Motion file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "betas" not in data.files:
+                raise BackendError("input_unsupported", f"{path.name} has no 'betas'")
+            betas = np.asarray(data["betas"], dtype=np.float64)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise BackendError("input_unreadable", f"{path.name} is not a readable .npz file ({exc})") from None
+    if betas.ndim == 2:
+        betas = betas.mean(axis=0)
+    if betas.ndim != 1 or betas.size == 0 or not np.isfinite(betas).all():
+        raise BackendError("input_unsupported",
+                           f"{path.name}: 'betas' must be finite numbers, (K,) or (N, K); "
+                           f"got shape {betas.shape}")
+    return _ten(betas)
+
+
+def _ten(betas: np.ndarray) -> np.ndarray:
+    """The first NUM_BETAS values, padded with zeros."""
+    out = np.zeros(NUM_BETAS)
+    out[: min(NUM_BETAS, betas.size)] = betas[:NUM_BETAS]
+    return out
+
+
+def _run(args: argparse.Namespace, events: Events) -> None:
+    from ..writers.motion import check_output, write_motion
+
+    if args.betas is not None:
+        betas = np.asarray(args.betas, dtype=np.float64)
+        if betas.size > NUM_BETAS or not np.isfinite(betas).all():
+            raise BackendError("bad_option", f"--betas takes up to {NUM_BETAS} finite numbers, "
+                                             f"got {args.betas}")
+        betas = _ten(betas)
+    elif args.betas_from is not None:
+        betas = betas_from_motion(args.betas_from)
+    else:
+        betas = np.zeros(NUM_BETAS)
+    if args.pose_correctives and args.smpl is None:
+        raise BackendError("bad_option", "--pose-correctives needs --smpl: the default skeleton "
+                                         "has no mesh")
+    check_output(args.output)
+    tick = time.perf_counter()
+    arrays = body_arrays(args.smpl, betas, args.pose_correctives)
+    made = time.perf_counter()
+    write_motion(args.output, arrays)
+    seconds = {"load": made - tick, "write": time.perf_counter() - made}
+    vertices = int(arrays["v_template"].shape[0]) if "v_template" in arrays else 0
+    summary = {"body_model": str(arrays["body_model"]), "vertices": vertices, "seconds": seconds}
+    if events.json_lines:
+        events.emit("result", path=str(args.output), summary=summary)
+    else:
+        mesh = f"{vertices} vertices" if vertices else "no mesh"
+        print(f"Wrote {args.output}: {summary['body_model']}, {mesh}.", file=sys.stderr, flush=True)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `body` on the `ikol-backend` command line (run(args, events) protocol)."""
+    parser = subparsers.add_parser(
+        "body", help="write the rest skeleton (and, with an SMPL file, the mesh) for Blender")
+    parser.add_argument("--smpl", type=Path,
+                        help="SMPL model file (.npz or .pkl); without it the default skeleton, no mesh")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--betas", type=float, nargs="+", metavar="B",
+                       help=f"body shape: up to {NUM_BETAS} numbers (the rest are 0; default all 0)")
+    shape.add_argument("--betas-from", type=Path, metavar="MOTION",
+                       help="take the betas from a motion file (.npz, ours or AMASS-style)")
+    parser.add_argument("--pose-correctives", action="store_true",
+                        help="also write the pose blend shapes (posedirs; SMPL files only)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="body file (.npz)")
+    parser.add_argument("--events", action="store_true", help="report as JSON lines on stdout")
+    parser.set_defaults(run=_run)
+    return parser
