@@ -135,7 +135,7 @@ def estimate(
     targets, seen_2d = _prepared_targets(np.stack(seen.points_3d), keypoints_2d, valid, camera,
                                          frame_rate if is_video else None, options)
     solved = valid if options.fill == "none" else np.ones_like(valid)
-    arrays = _solve(body, targets, seen_2d, solved, camera, device)
+    arrays = _solve(body, targets, seen_2d, valid, solved, camera, device)
     seconds["ik"] += time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -218,16 +218,18 @@ def _prepared_targets(
 
 
 def _solve(
-    body: BodyModel, targets: np.ndarray, keypoints_2d: np.ndarray, solved: np.ndarray,
-    camera: np.ndarray, device: torch.device,
+    body: BodyModel, targets: np.ndarray, keypoints_2d: np.ndarray, valid: np.ndarray,
+    solved: np.ndarray, camera: np.ndarray, device: torch.device,
 ) -> dict[str, np.ndarray]:
     """Shape, poses, translation and posed joints for all frames (float32 arrays).
 
-    Frames not `solved` keep the rest pose at the origin.
+    The shape is fitted to the `valid` frames; frames not `solved` keep the rest pose at the
+    origin.
     """
     body = body.to(device)
+    seen = torch.as_tensor(targets[valid], dtype=torch.float32, device=device)
+    betas = fit_betas(body, seen, shared=True)[:1]
     chosen = torch.as_tensor(targets[solved], dtype=torch.float32, device=device)
-    betas = fit_betas(body, chosen, shared=True)[:1]
     rest = body.rest_points(betas)[0]
     frames = len(solved)
     poses = np.zeros((frames, NUM_JOINTS, 3))

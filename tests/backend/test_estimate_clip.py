@@ -1,6 +1,8 @@
 """`ikol-backend estimate` on a real video clip and an image folder (real decoding, real model)."""
 
 import json
+import signal
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +106,119 @@ def test_focal_length_must_be_positive(clip: Path, tmp_path: Path):
     assert result.returncode == 2
     assert events[-1] == {"event": "error", "code": "bad_camera",
                           "message": "--focal must be a positive number of pixels, not -5"}
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: float = 24.0) -> Path:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def empty_like(frame: np.ndarray) -> np.ndarray:
+    """The picture's background colour everywhere: a frame with nobody in it."""
+    return np.broadcast_to(np.median(frame[:20, :20].reshape(-1, 3), axis=0), frame.shape).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def clip_with_gap(tmp_path_factory) -> Path:
+    frames = shifted_frames()
+    frames[3], frames[4] = empty_like(frames[3]), empty_like(frames[4])
+    return write_clip(tmp_path_factory.mktemp("gap") / "gap.avi", frames)
+
+
+def test_frames_without_the_person_are_warned_marked_and_filled(clip_with_gap: Path, tmp_path: Path):
+    runs = {}
+    for fill in ("none", "hold", "interpolate"):
+        result, events = estimate(clip_with_gap, "-o", tmp_path / f"{fill}.npz", "--fill", fill)
+        assert result.returncode == 0, result.stderr
+        warned = [e["frame"] for e in events if e["event"] == "warning" and e["code"] == "no_person"]
+        assert warned == [3, 4]
+        with np.load(tmp_path / f"{fill}.npz") as data:
+            runs[fill] = {key: data[key] for key in ("poses", "trans", "valid")}
+            assert data["valid"].tolist() == [True] * 3 + [False] * 2 + [True] * 3
+    assert not runs["none"]["poses"][3:5].any() and not runs["none"]["trans"][3:5].any()
+    for fill in ("hold", "interpolate"):  # valid frames do not depend on the fill
+        assert np.allclose(runs[fill]["poses"][runs[fill]["valid"]], runs["none"]["poses"][runs["none"]["valid"]],
+                           atol=1e-4)
+    held, between = runs["hold"]["trans"][:, 0], runs["interpolate"]["trans"][:, 0]
+    assert held[3] == pytest.approx(held[2], abs=1e-4) and held[4] == pytest.approx(held[2], abs=1e-4)
+    assert between[2] < between[3] < between[4] < between[5]
+
+
+def test_smoothing_calms_a_jittering_clip(tmp_path: Path):
+    rng = np.random.default_rng(3)
+    photo = cv2.imread(str(SAMPLE))
+    frames = [np.roll(photo, int(rng.integers(-8, 9)), axis=1) for _ in range(16)]
+    clip = write_clip(tmp_path / "jitter.avi", frames, fps=30.0)
+    jitter = {}
+    for smooth in ("0", "1"):
+        result, _ = estimate(clip, "-o", tmp_path / f"s{smooth}.npz", "--smooth", smooth)
+        assert result.returncode == 0, result.stderr
+        with np.load(tmp_path / f"s{smooth}.npz") as data:
+            jitter[smooth] = np.abs(np.diff(data["trans"][:, 0])).mean()
+    assert jitter["1"] < 0.5 * jitter["0"], jitter
+
+
+def test_smoothing_out_of_range_is_a_usage_error(clip: Path, tmp_path: Path):
+    result, events = estimate(clip, "-o", tmp_path / "m.npz", "--smooth", "1.5")
+    assert result.returncode == 2
+    assert events[-1] == {"event": "error", "code": "bad_option",
+                          "message": "--smooth must be between 0 and 1, not 1.5"}
+
+
+def test_json_output_on_request(clip: Path, tmp_path: Path):
+    result, _ = estimate(clip, "-o", tmp_path / "m.json", "--stop", "2")
+    assert result.returncode == 0, result.stderr
+    motion = json.loads((tmp_path / "m.json").read_text())
+    assert np.array(motion["poses"]).shape == (2, 72)
+    assert np.array(motion["joints"]).shape == (2, 24, 3)
+    assert motion["valid"] == [True, True] and motion["gender"] == "neutral"
+
+
+def test_progress_bar_on_stderr_without_events(clip: Path, tmp_path: Path):
+    result = subprocess.run(
+        [sys.executable, "-m", "ikol_backend", "estimate", str(clip), "-o", str(tmp_path / "m.npz")],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    bars = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert bars[-1].startswith(f"[{'#' * 30}] {FRAMES}/{FRAMES} frames, ")
+
+
+@pytest.mark.skipif(torch_cuda_available := __import__("torch").cuda.is_available(),
+                    reason="this machine has CUDA, so --device cuda is not an error here")
+def test_cuda_asked_for_without_cuda_is_a_usage_error(clip: Path, tmp_path: Path):
+    result, events = estimate(clip, "-o", tmp_path / "m.npz", "--device", "cuda")
+    assert result.returncode == 2
+    assert events[-1] == {"event": "error", "code": "bad_option", "message":
+                          "--device cuda was asked for, but torch sees no CUDA device here "
+                          "(run `ikol-backend doctor`)."}
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_run_within_a_second_and_leaves_no_output(
+        signal_number: int, tmp_path: Path):
+    long_clip = write_clip(tmp_path / "long.avi", shifted_frames() * 40)  # 320 frames
+    output = tmp_path / "out" / "m.npz"
+    output.parent.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ikol_backend", "estimate", str(long_clip), "-o", str(output), "--events"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:
+            if json.loads(line)["event"] == "progress":
+                break
+        sent = time.monotonic()
+        process.send_signal(signal_number)
+        rest, _ = process.communicate(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert json.loads(rest.splitlines()[-1]) == {"event": "error", "code": "interrupted",
+                                                 "message": "Interrupted."}
+    assert took < 1.0, took
+    assert list(output.parent.iterdir()) == []
