@@ -3,26 +3,33 @@
 No bpy here: numpy only, so it is tested without Blender.
 """
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .smpl import NUM_JOINTS, Y_UP_TO_Z_UP
+from .smpl import NUM_BETAS, NUM_JOINTS, Y_UP_TO_Z_UP
 
 
 class MotionFileError(ValueError):
     """The file is missing, unreadable or not a motion file; the message says which."""
 
 
+# Widths of `poses` (numbers per frame) -> joints to read: SMPL's 24, or the 22 body joints that
+# SMPL-H (AMASS: 52 joints, hands from joint 22 on) and SMPL-X (AMASS: 55 joints, jaw, eyes and
+# hands from joint 22 on) share with SMPL; SMPL's hand joints 22 and 23 then stay unrotated.
+POSE_WIDTHS = {NUM_JOINTS * 3: NUM_JOINTS, 52 * 3: 22, 55 * 3: 22}
+
+
 @dataclass(frozen=True)
 class Motion:
-    """SMPL motion in the model frame (Y up, metres, axis-angle in radians).
+    """SMPL motion: axis-angle in radians, metres.
 
     Attributes:
         poses: (N, 24, 3) axis-angle per joint, relative to the parent; joint 0 global.
         trans: (N, 3) root translation.
-        betas: (10,) body shape.
+        betas: (10,) body shape, or (N, 10) when it changes from frame to frame.
         frame_rate: frames per second of the source.
         rest_joints: (24, 3) rest skeleton the poses were solved on, or None (files made
             elsewhere, such as AMASS).
@@ -33,6 +40,10 @@ class Motion:
         source: the footage the motion came from, or "".
         frame_index: (N,) each frame's index in the source (video frame, or place in the
             image list), or None.
+        gender: "neutral", "male" or "female", as the file says.
+        up_axis: the up axis of the world the root rotation and translation are given in:
+            "Y" (the SMPL model frame: this project's files) or "Z" (AMASS and files made
+            elsewhere: a Z-up world, as Blender's).
     """
 
     poses: np.ndarray
@@ -46,45 +57,122 @@ class Motion:
     image_size: tuple[int, int] | None
     source: str
     frame_index: np.ndarray | None = None
+    gender: str = "neutral"
+    up_axis: str = "Y"
 
     @property
     def num_frames(self) -> int:
         return self.poses.shape[0]
 
+    @property
+    def mean_betas(self) -> np.ndarray:
+        """(10,) the body shape: the betas, or their mean when they change per frame."""
+        return self.betas if self.betas.ndim == 1 else self.betas.mean(axis=0)
+
 
 def load_motion(path: Path) -> Motion:
-    """Read a motion `.npz` (ours or AMASS-style); raise MotionFileError naming what is wrong."""
-    if not path.is_file():
-        raise MotionFileError(f"Motion file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
-        raise MotionFileError(f"Not a readable .npz motion file: {path} ({exc})") from exc
+    """Read a motion `.npz`: ours, or AMASS-style (SMPL, SMPL-H or SMPL-X poses, 16 betas,
+    `mocap_framerate` or `mocap_frame_rate`); raise MotionFileError naming what is wrong.
+
+    Nothing is unpickled: an optional key stored as a pickled object is left out. Files with
+    a `format_version` (this project's) are in the SMPL model frame (up_axis "Y"); others are
+    taken to be in a Z-up world, as AMASS is (up_axis "Z").
+    """
+    arrays = _read_arrays(path)
     missing = [key for key in ("poses", "trans") if key not in arrays]
     if missing:
         raise MotionFileError(f"{path.name} is not a motion file: missing {', '.join(missing)}")
-    poses = np.asarray(arrays["poses"], dtype=np.float64)
-    if poses.ndim != 2 or poses.shape[1] < NUM_JOINTS * 3:
-        raise MotionFileError(f"{path.name}: 'poses' must be (N, 72 or more), not {poses.shape}")
+    poses = _numbers(arrays, "poses", path)
+    widths = ", ".join(map(str, POSE_WIDTHS))
+    if poses.ndim != 2 or poses.shape[1] not in POSE_WIDTHS:
+        raise MotionFileError(f"{path.name}: 'poses' must be (N, {widths}) (SMPL, SMPL-H or "
+                              f"SMPL-X axis-angle), not {poses.shape}")
     frames = poses.shape[0]
-    trans = np.asarray(arrays["trans"], dtype=np.float64)
+    if frames == 0:
+        raise MotionFileError(f"{path.name} has no frames")
+    joints_read = POSE_WIDTHS[poses.shape[1]]
+    smpl_poses = np.zeros((frames, NUM_JOINTS, 3))
+    smpl_poses[:, :joints_read] = poses[:, : joints_read * 3].reshape(frames, joints_read, 3)
+    trans = _numbers(arrays, "trans", path)
     if trans.shape != (frames, 3):
         raise MotionFileError(f"{path.name}: 'trans' must be ({frames}, 3), not {trans.shape}")
+    rest_joints = _numbers(arrays, "rest_joints", path) if "rest_joints" in arrays else None
+    if rest_joints is not None and rest_joints.shape != (NUM_JOINTS, 3):
+        raise MotionFileError(f"{path.name}: 'rest_joints' must be (24, 3), not {rest_joints.shape}")
     size = arrays.get("image_size")
     return Motion(
-        poses=poses[:, : NUM_JOINTS * 3].reshape(frames, NUM_JOINTS, 3),
+        poses=smpl_poses,
         trans=trans,
-        betas=np.asarray(arrays.get("betas", np.zeros(10)), dtype=np.float64)[:10],
-        frame_rate=float(arrays.get("mocap_framerate", 30.0)),
-        rest_joints=arrays.get("rest_joints"),
+        betas=_betas(arrays, frames, path),
+        frame_rate=_frame_rate(arrays, path),
+        rest_joints=rest_joints,
         joints=arrays.get("joints"),
         valid=np.asarray(arrays.get("valid", np.ones(frames, dtype=bool)), dtype=bool),
         camera_intrinsics=arrays.get("camera_intrinsics"),
         image_size=None if size is None else (int(size[0]), int(size[1])),
         source=str(arrays.get("source", "")),
         frame_index=arrays.get("frame_index"),
+        gender=_text(arrays.get("gender", "neutral")).lower(),
+        up_axis="Y" if "format_version" in arrays else "Z",
     )
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the .npz that loads without unpickling."""
+    if not path.is_file():
+        raise MotionFileError(f"Motion file not found: {path}")
+    arrays = {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for key in data.files:
+                try:
+                    arrays[key] = data[key]
+                except ValueError:  # a pickled object: never loaded
+                    continue
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise MotionFileError(f"Not a readable .npz motion file: {path} ({exc})") from exc
+    return arrays
+
+
+def _numbers(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:
+    """arrays[key] as float64, checked to hold finite numbers."""
+    value = arrays[key]
+    if value.dtype.kind not in "fiu" or not np.isfinite(value).all():
+        raise MotionFileError(f"{path.name}: '{key}' must hold finite numbers")
+    return value.astype(np.float64)
+
+
+def _betas(arrays: dict[str, np.ndarray], frames: int, path: Path) -> np.ndarray:
+    """(10,) or (N, 10): the first 10 betas (AMASS has 16), zeros after fewer; zeros without."""
+    if "betas" not in arrays:
+        return np.zeros(NUM_BETAS)
+    betas = _numbers(arrays, "betas", path)
+    if betas.ndim == 2 and betas.shape[0] == frames:
+        out = np.zeros((frames, NUM_BETAS))
+    elif betas.ndim == 1:
+        out = np.zeros(NUM_BETAS)
+    else:
+        raise MotionFileError(f"{path.name}: 'betas' must be (K,) or ({frames}, K), not {betas.shape}")
+    count = min(NUM_BETAS, betas.shape[-1])
+    out[..., :count] = betas[..., :count]
+    return out
+
+
+def _frame_rate(arrays: dict[str, np.ndarray], path: Path) -> float:
+    """`mocap_framerate` (ours, AMASS SMPL-H) or `mocap_frame_rate` (AMASS SMPL-X); 30 without."""
+    for key in ("mocap_framerate", "mocap_frame_rate"):
+        if key in arrays:
+            rate = _numbers(arrays, key, path)
+            if rate.size != 1 or float(rate) <= 0:
+                raise MotionFileError(f"{path.name}: '{key}' must be one positive number")
+            return float(rate)
+    return 30.0
+
+
+def _text(value: np.ndarray | str) -> str:
+    """A string stored as text or as bytes (some AMASS files)."""
+    item = np.asarray(value).item() if isinstance(value, np.ndarray) else value
+    return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
 
 
 def bone_rotvecs(poses: np.ndarray, bone_rest: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ PARENTS: tuple[int, ...] = (
     -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21,
 )
 NUM_JOINTS = len(JOINT_NAMES)
+NUM_BETAS = 10  # shape parameters the add-on uses (AMASS files carry 16: the first 10 are read)
 
 # Model frame (Y up) to Blender (Z up): (x, y, z) -> (x, -z, y), a quarter turn about X.
 Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])

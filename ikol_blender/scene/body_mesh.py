@@ -53,11 +53,11 @@ def build_body_mesh(armature: bpy.types.Object, name: str) -> bpy.types.Object:
         obj.vertex_groups.new(name=joint_name).add(indices, 1.0, "REPLACE")
     obj.modifiers.new("Armature", "ARMATURE").object = armature
     obj.parent = armature
-    obj.data.materials.append(_clay_material())
+    obj.data.materials.append(clay_material())
     return obj
 
 
-def _clay_material() -> bpy.types.Material:
+def clay_material() -> bpy.types.Material:
     material = bpy.data.materials.get("IKOL body") or bpy.data.materials.new("IKOL body")
     material.diffuse_color = (0.85, 0.55, 0.35, 1.0)
     if material.node_tree is None:  # Blender 4.x; 5.0 materials always have nodes

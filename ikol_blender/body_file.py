@@ -1,0 +1,133 @@
+"""The body file (docs/protocol.md): made by `ikol-backend body`, read here into numpy.
+
+The add-on never reads SMPL model files; the backend does, and writes what a Blender mesh
+needs. No bpy here. Positions are in the SMPL model frame (Y up, X to the body's left, Z
+forward, metres).
+"""
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .backend_process import run_backend
+from .smpl import NUM_BETAS, NUM_JOINTS
+
+NUM_POSE_FEATURES = 9 * (NUM_JOINTS - 1)  # 207
+BODY_FILE_NAME = "body.npz"
+
+
+class BodyFileError(ValueError):
+    """The body file is missing, unreadable or malformed; the message says which."""
+
+
+@dataclass(frozen=True)
+class BodyMesh:
+    """An SMPL-format mesh for Blender.
+
+    Attributes:
+        v_template: (V, 3) rest vertices at betas = 0, metres.
+        faces: (F, 3) vertex indices of each triangle.
+        weights: (V, 24) skinning weight of each vertex per SMPL joint.
+        shapedirs: (V, 3, 10) vertex offset per unit of each beta.
+        posedirs: (V, 3, 207) pose blend shapes (offset per element of the rotation matrices of
+            joints 1-23 minus the identity, row by row), or None.
+    """
+
+    v_template: np.ndarray
+    faces: np.ndarray
+    weights: np.ndarray
+    shapedirs: np.ndarray
+    posedirs: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Body:
+    """A body for the scene: the rest skeleton for `betas`, and the mesh when an SMPL model
+    file was given.
+
+    Attributes:
+        rest_joints: (24, 3) rest joint positions for `betas`, metres.
+        betas: (10,) the body shape the rest joints were made for.
+        gender: "neutral", "male" or "female".
+        model_name: the SMPL file's name, or "default_skeleton".
+        mesh: the SMPL mesh, or None (default skeleton).
+    """
+
+    rest_joints: np.ndarray
+    betas: np.ndarray
+    gender: str
+    model_name: str
+    mesh: BodyMesh | None
+
+
+def body_command(python: str, smpl_path: Path | None, betas: np.ndarray, output: Path,
+                 pose_correctives: bool = False) -> list[str]:
+    """The backend's command line that writes a body file (no shell is involved)."""
+    # Fixed-point betas: argparse would take "-1e-05" for an option.
+    command = [python, "-m", "ikol_backend", "body", "-o", str(output), "--events",
+               "--betas", *(f"{float(b):.9f}" for b in betas)]
+    if smpl_path is not None:
+        command += ["--smpl", str(smpl_path)]
+    if pose_correctives:
+        command.append("--pose-correctives")
+    return command
+
+
+def export_body(python: str, smpl_path: Path | None, betas: np.ndarray, out_dir: Path,
+                pose_correctives: bool = False) -> Path:
+    """Run the backend to write the body file for `betas` (10,) into `out_dir`; its path.
+
+    With `smpl_path` the body has the SMPL mesh, else it is the default skeleton.
+    Raises BackendFailed with the backend's message (e.g. a file that is not an SMPL model).
+    """
+    output = out_dir / BODY_FILE_NAME
+    run_backend(body_command(python, smpl_path, betas, output, pose_correctives))
+    return output
+
+
+def load_body(path: Path) -> Body:
+    """Read a body file; raise BodyFileError naming what is wrong."""
+    if not path.is_file():
+        raise BodyFileError(f"Body file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise BodyFileError(f"Not a readable .npz body file: {path} ({exc})") from exc
+    rest_joints = _array(arrays, "rest_joints", (NUM_JOINTS, 3), path)
+    betas = _array(arrays, "betas", (NUM_BETAS,), path)
+    mesh = None
+    if "v_template" in arrays:
+        v_template = _array(arrays, "v_template", (None, 3), path)
+        count = v_template.shape[0]
+        faces = _array(arrays, "faces", (None, 3), path, dtype=np.int64)
+        if faces.size and (faces.min() < 0 or faces.max() >= count):
+            raise BodyFileError(f"{path.name}: 'faces' refers to vertices outside 0..{count - 1}")
+        mesh = BodyMesh(
+            v_template=v_template,
+            faces=faces,
+            weights=_array(arrays, "weights", (count, NUM_JOINTS), path),
+            shapedirs=_array(arrays, "shapedirs", (count, 3, NUM_BETAS), path),
+            posedirs=(_array(arrays, "posedirs", (count, 3, NUM_POSE_FEATURES), path)
+                      if "posedirs" in arrays else None),
+        )
+    return Body(rest_joints=rest_joints, betas=betas, gender=str(arrays.get("gender", "neutral")),
+                model_name=str(arrays.get("body_model", path.stem)), mesh=mesh)
+
+
+def _array(arrays: dict[str, np.ndarray], key: str, shape: tuple[int | None, ...], path: Path,
+           dtype: type = np.float64) -> np.ndarray:
+    """arrays[key] checked for its shape (None: any length) and finite numbers."""
+    if key not in arrays:
+        raise BodyFileError(f"{path.name} is not a body file: it has no '{key}'")
+    value = arrays[key]
+    if value.dtype.kind not in "fiu":
+        raise BodyFileError(f"{path.name}: '{key}' is not numeric ({value.dtype})")
+    if value.ndim != len(shape) or any(s is not None and g != s for g, s in zip(value.shape, shape)):
+        want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+        raise BodyFileError(f"{path.name}: '{key}' has shape {value.shape}, not {want}")
+    if not np.isfinite(value).all():
+        raise BodyFileError(f"{path.name}: '{key}' has values that are not finite numbers")
+    return value.astype(dtype)
