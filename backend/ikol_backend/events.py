@@ -60,6 +60,8 @@ def _human(event: str, fields: dict[str, Any]) -> str:
     if event == "result":
         summary = fields["summary"]
         stages = ", ".join(f"{k} {v:.2f} s" for k, v in summary["seconds"].items())
+        if "frames" not in summary:  # not a motion file (ikol-backend body)
+            return f"Wrote {fields['path']}. Time: {stages}."
         return (
             f"Wrote {fields['path']}: {summary['valid_frames']}/{summary['frames']} frame(s) "
             f"with a person. Time: {stages}."

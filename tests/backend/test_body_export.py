@@ -131,3 +131,10 @@ def test_errors_name_the_problem_and_keep_the_earlier_file(tmp_path: Path, capsy
 def test_missing_output_folder(tmp_path: Path, capsys):
     got, events = run_cli(["body", "-o", str(tmp_path / "nope" / "body.npz")], capsys)
     assert got == 5 and events[0]["code"] == "output_unwritable"
+
+
+def test_without_events_people_read_what_was_written(tmp_path: Path, capsys):
+    out = tmp_path / "body.npz"
+    assert cli.main(["body", "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(f"Wrote {out}. Time: load ")

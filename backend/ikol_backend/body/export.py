@@ -8,7 +8,6 @@ skeleton's rest joints only.
 """
 
 import argparse
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -110,11 +109,7 @@ def _run(args: argparse.Namespace, events: Events) -> None:
     seconds = {"load": made - tick, "write": time.perf_counter() - made}
     vertices = int(arrays["v_template"].shape[0]) if "v_template" in arrays else 0
     summary = {"body_model": str(arrays["body_model"]), "vertices": vertices, "seconds": seconds}
-    if events.json_lines:
-        events.emit("result", path=str(args.output), summary=summary)
-    else:
-        mesh = f"{vertices} vertices" if vertices else "no mesh"
-        print(f"Wrote {args.output}: {summary['body_model']}, {mesh}.", file=sys.stderr, flush=True)
+    events.emit("result", path=str(args.output), summary=summary)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
