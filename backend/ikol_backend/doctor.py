@@ -15,9 +15,7 @@ import argparse
 import importlib
 import importlib.metadata
 import json
-import pickle
 import platform
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -146,26 +144,18 @@ def check_smpl(path: Path) -> Check:
 
 
 def check_checkpoint(path: Path) -> Check:
-    """The checkpoint loads as plain tensors (`weights_only=True`: no code runs)."""
+    """The IKOL checkpoint loads into the IKOL24 network (`weights_only=True`: no code runs)."""
     try:
-        import torch
+        from .network.checkpoint import load_checkpoint
 
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # torch's refusal names the class: GLOBAL module.Name
-        found = re.search(r"GLOBAL (\S+)", str(exc))
-        what = found.group(1) if found else "objects other than tensors"
-        return Check("checkpoint", False,
-                     f"{path}: does not load: it holds {what}, which would need code to run; "
-                     "a checkpoint must be a plain state_dict of tensors")
-    except Exception as exc:
-        return Check("checkpoint", False, f"{path}: does not load: {_first_line(exc)}")
-    if not isinstance(state, dict):
-        return Check("checkpoint", False,
-                     f"{path}: holds a {type(state).__name__}, not a state_dict")
-    tensors = [value for value in state.values() if isinstance(value, torch.Tensor)]
-    numbers = sum(tensor.numel() for tensor in tensors)
+        network = load_checkpoint(path, "cpu")
+    except Exception as exc:  # the loader's message names the file and what is wrong
+        return Check("checkpoint", False, getattr(exc, "message", None) or f"{path}: {_first_line(exc)}")
+    tensors = network.state_dict().values()
+    numbers = sum(tensor.numel() for tensor in tensors if tensor.is_floating_point())
     return Check("checkpoint", True,
-                 f"{path}: {len(tensors)} tensors, {numbers / 1e6:.1f} million numbers")
+                 f"{path}: IKOL24 (ResNet-34), {len(tensors)} tensors, "
+                 f"{numbers / 1e6:.1f} million numbers")
 
 
 def run_checks(device: str = "auto", smpl: Path | None = None,

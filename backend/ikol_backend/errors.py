@@ -15,7 +15,6 @@ _EXIT_BY_CODE = {
     "input_unsupported": EXIT_BAD_INPUT,
     "bad_frame_range": EXIT_USAGE,
     "bad_camera": EXIT_USAGE,
-    "bad_device": EXIT_USAGE,
     "bad_option": EXIT_USAGE,
     "no_person": EXIT_NO_PERSON,
     "output_unwritable": EXIT_OUTPUT,

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ikol_backend import doctor
+from ikol_backend.network.ikol24 import IKOL24
 
 
 class NotATensor:
@@ -18,7 +19,7 @@ class NotATensor:
 
 def test_all_checks_pass_in_the_development_environment(standin_files, tmp_path, capsys):
     checkpoint = tmp_path / "ikol.pth"
-    torch.save({"fc1.weight": torch.zeros(4, 3), "fc1.bias": torch.zeros(4)}, checkpoint)
+    torch.save(IKOL24().state_dict(), checkpoint)
     code = doctor.main(["--json", "--smpl", str(standin_files[0]), "--checkpoint", str(checkpoint)])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["ok"], report
@@ -28,7 +29,8 @@ def test_all_checks_pass_in_the_development_environment(standin_files, tmp_path,
     by_name = {check["name"]: check for check in report["checks"]}
     assert by_name["torch"]["version"] == torch.__version__
     assert "6890 vertices" in by_name["smpl"]["message"]
-    assert "2 tensors" in by_name["checkpoint"]["message"]
+    assert by_name["checkpoint"]["message"] == (
+        f"{checkpoint}: IKOL24 (ResNet-34), 247 tensors, 27.5 million numbers")
     assert "loads and runs" in by_name["blazepose"]["message"]
 
 
@@ -51,6 +53,12 @@ def test_a_bad_model_file_or_checkpoint_fails_with_its_path(standin_files, tmp_p
 
     not_state_dict = doctor.check_checkpoint(bare)
     assert not not_state_dict.ok and "not a state_dict" in not_state_dict.message
+    not_ikol = tmp_path / "not_ikol.pth"
+    torch.save({"fc1.weight": torch.zeros(4, 3)}, not_ikol)
+    mismatch = doctor.check_checkpoint(not_ikol)
+    assert not mismatch.ok and mismatch.message.startswith(
+        f"{not_ikol}: does not fit the IKOL24 network (ResNet-34 backbone, 24 joints): 246 missing keys")
+    assert "fc1.weight is (4, 3) in the file, (1024, 512) in the network" in mismatch.message
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip")
     assert not doctor.check_smpl(garbage).ok

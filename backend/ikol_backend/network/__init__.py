@@ -1,0 +1,1 @@
+"""The IKOL24 network: weights in the authors' checkpoint format, and their loader."""
