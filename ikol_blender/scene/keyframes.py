@@ -37,7 +37,7 @@ def _fcurve_collection(action: bpy.types.Action, animation, obj: bpy.types.Objec
         return action
     from bpy_extras.anim_utils import action_ensure_channelbag_for_slot
 
-    slot = animation.action_slot or action.slots.new(id_type="OBJECT", name=obj.name)
+    slot = animation.action_slot or action.slots.new(id_type=obj.id_type, name=obj.name)
     animation.action_slot = slot
     return action_ensure_channelbag_for_slot(action, slot)
 
