@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,11 +47,44 @@ def backend_python() -> str:
     return sys.executable
 
 
-def estimate_command(python: str, inputs: list[Path], output: Path, fov: float | None) -> list[str]:
+@dataclass(frozen=True)
+class EstimateOptions:
+    """What `ikol-backend estimate` is told besides its inputs and output (docs/protocol.md).
+
+    front_end: "default" (BlazePose) or "ikol" (the IKOL network; needs `checkpoint`).
+    start, stop, stride: source frames start, start + stride, ... before stop (None: the end).
+    smooth: 0 (raw) to 1 (heavy) temporal smoothing.
+    fov: field of view across the image's long side in degrees; None for the backend's.
+    device: "auto", "cpu" or "cuda".
+    smpl, checkpoint: an SMPL model file and network weights, or None.
+    """
+
+    front_end: str = "default"
+    start: int = 0
+    stop: int | None = None
+    stride: int = 1
+    smooth: float = 0.0
+    fov: float | None = None
+    device: str = "auto"
+    smpl: Path | None = None
+    checkpoint: Path | None = None
+
+
+def estimate_command(python: str, inputs: list[Path], output: Path,
+                     options: EstimateOptions = EstimateOptions()) -> list[str]:
+    """The backend's command line for one run, reporting JSON-lines events."""
     command = [python, "-m", "ikol_backend", "estimate", *map(str, inputs), "-o", str(output),
-               "--events"]
-    if fov is not None:
-        command += ["--fov", str(fov)]
+               "--events", "--front-end", options.front_end, "--device", options.device,
+               "--start", str(options.start), "--stride", str(options.stride),
+               "--smooth", str(options.smooth)]
+    if options.stop is not None:
+        command += ["--stop", str(options.stop)]
+    if options.fov is not None:
+        command += ["--fov", str(options.fov)]
+    if options.smpl is not None:
+        command += ["--smpl", str(options.smpl)]
+    if options.checkpoint is not None:
+        command += ["--checkpoint", str(options.checkpoint)]
     return command
 
 

@@ -1,7 +1,9 @@
-"""An estimation job: backend run, staged files, progress, and the scene built at the end.
+"""An estimation job: the backend runs, staged files and progress; no bpy, no scene.
 
-Shared by the Estimate Pose operator (stepped from a timer), its blocking form and the tests.
-No UI here; the scene is only touched in finish().
+Shared by the Estimate Pose operator (stepped from a timer), its blocking form, the headless
+CLI and the tests. The job runs `ikol-backend estimate` into a private temporary folder and,
+when an SMPL model file is given, then `ikol-backend body` for the estimated body shape (the
+mesh the scene is built with). Both run without blocking the caller; cancel() ends either.
 """
 
 import shutil
@@ -9,12 +11,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backend_process import BackendFailed, BackendRun, backend_python, estimate_command
-from .motion import Motion, load_motion
+from .backend_process import BackendFailed, BackendRun, EstimateOptions, backend_python, estimate_command
+from .body_file import BODY_FILE_NAME, Body, body_command, load_body
+from .motion import Motion, MotionFileError, load_motion
 
 
 @dataclass
 class Progress:
+    stage: str = "Estimating"
     done: int = 0
     total: int = 0
     frames_per_s: float = 0.0
@@ -26,21 +30,34 @@ class Progress:
 
 
 class EstimateJob:
-    """Runs the backend on `inputs` into a private temporary folder."""
+    """Runs the backend on `inputs` (and, with `options.smpl`, makes the SMPL body after it).
 
-    def __init__(self, inputs: list[Path], fov: float | None = None, python: str | None = None):
+    Args:
+        inputs: image files, one image folder or one movie file.
+        python: the backend's interpreter; None for backend_python().
+        pose_correctives: ask the body file for SMPL's pose blend shapes (shape keys).
+    """
+
+    def __init__(self, inputs: list[Path], options: EstimateOptions = EstimateOptions(),
+                 python: str | None = None, pose_correctives: bool = False):
         self.folder = Path(tempfile.mkdtemp(prefix="ikol-"))
         self.motion_path = self.folder / "motion.npz"
+        self.body_path = self.folder / BODY_FILE_NAME
         self.progress = Progress()
-        command = estimate_command(python or backend_python(), inputs, self.motion_path, fov)
+        self._options = options
+        self._python = python or backend_python()
+        self._pose_correctives = pose_correctives
+        self._motion: Motion | None = None
+        self.summary: dict = {}
+        self._making_body = False
         try:
-            self._run = BackendRun(command)
+            self._run = BackendRun(estimate_command(self._python, inputs, self.motion_path, options))
         except BaseException:
             self.cleanup()
             raise
 
     def step(self, timeout: float = 0.0) -> bool:
-        """Take in new events; True once the backend has ended."""
+        """Take in new events; True once the job has ended (successfully or not)."""
         for event in self._run.poll(timeout):
             kind = event["event"]
             if kind == "start":
@@ -51,12 +68,36 @@ class EstimateJob:
                 self.progress.frames_per_s = float(event.get("frames_per_s", 0.0))
             elif kind == "warning":
                 self.progress.warnings.append(str(event.get("message", "")))
-        return self._run.done
+        if not self._run.done:
+            return False
+        if self._making_body or self._options.smpl is None:
+            return True
+        try:
+            motion = self.motion()
+        except (BackendFailed, MotionFileError):
+            return True  # motion() raises it again for the caller
+        self._making_body = True
+        self.progress.stage = "Making the SMPL body"
+        self._run = BackendRun(body_command(self._python, self._options.smpl, motion.mean_betas,
+                                            self.body_path, self._pose_correctives))
+        return False
 
     def motion(self) -> Motion:
-        """The estimated motion of a finished run; BackendFailed with the backend's message."""
+        """The estimated motion of a finished job; BackendFailed with the backend's message.
+        Sets `summary`: the backend's (frames, valid_frames, seconds per stage)."""
+        if self._motion is None:
+            self.summary = self._run.outcome()["summary"]
+            self._motion = load_motion(self.motion_path)
+        return self._motion
+
+    def body(self) -> Body | None:
+        """The SMPL body of a finished job with an SMPL model file, else None; BackendFailed
+        or BodyFileError if it could not be made."""
+        if self._options.smpl is None:
+            return None
+        self.motion()
         self._run.outcome()
-        return load_motion(self.motion_path)
+        return load_body(self.body_path)
 
     def cancel(self) -> None:
         """End the backend within about a second and remove every temporary file."""

@@ -1,21 +1,67 @@
 """Per-scene settings of the IKOL panel (`scene.ikol`)."""
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty, StringProperty
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty,
+                       IntProperty, PointerProperty, StringProperty)
+
+SOURCES = (
+    ("IMAGES", "Image Files", "One or more photos, one frame each, in the order listed"),
+    ("FOLDER", "Image Folder", "A folder of images, read in natural order (frame2 before frame10)"),
+    ("MOVIE", "Movie File", "A movie file (mp4, avi, mov, mkv, webm)"),
+    ("CLIP", "Movie Clip", "A Movie Clip already in this .blend"),
+)
+TARGETS = (
+    ("NEW", "New SMPL Body", "A new SMPL armature (and body mesh)"),
+    ("EXISTING", "Existing Armature", "Retarget onto an armature in the scene, with the "
+     "Retarget panel's bone map and root options"),
+)
+FRONT_ENDS = (
+    ("default", "BlazePose", "MediaPipe BlazePose landmarks: offline, nothing to set up"),
+    ("ikol", "IKOL Network", "The IKOL network (needs the IKOL checkpoint in the add-on's "
+     "preferences)"),
+)
+
+
+def _is_armature(_settings, obj: bpy.types.Object) -> bool:
+    return obj.type == "ARMATURE"
+
+
+class IKOLImagePath(bpy.types.PropertyGroup):
+    path: StringProperty(name="Image", subtype="FILE_PATH")
 
 
 class IKOLSettings(bpy.types.PropertyGroup):
-    input_path: StringProperty(
-        name="Photo", subtype="FILE_PATH", description="Photo of a person to estimate from"
-    )
+    source: EnumProperty(name="Source", items=SOURCES, description="What to estimate from")
+    images: CollectionProperty(type=IKOLImagePath, description="The photos, in frame order")
+    active_image: IntProperty()
+    folder_path: StringProperty(name="Folder", subtype="DIR_PATH",
+                                description="Folder of images, one frame each")
+    movie_path: StringProperty(name="Movie", subtype="FILE_PATH", description="Movie file")
+    clip: PointerProperty(type=bpy.types.MovieClip, name="Clip",
+                          description="Movie Clip to estimate from (its movie file is read)")
+    start: IntProperty(name="First Frame", min=0, description="First source frame, from 0")
+    stop: IntProperty(name="Stop Before", min=0,
+                      description="Source frame to stop before; 0 reads to the end")
+    stride: IntProperty(name="Stride", default=1, min=1, description="Use every Nth frame")
+    front_end: EnumProperty(name="Front End", items=FRONT_ENDS,
+                            description="What finds the person's joints in each frame")
+    smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, max=1.0, subtype="FACTOR",
+                             description="Temporal smoothing of video: 0 raw, 1 heavy")
     fov: FloatProperty(
-        name="Field of view", default=55.0, min=5.0, max=170.0, subtype="NONE",
+        name="Field of View", default=55.0, min=5.0, max=170.0,
         description="The camera's field of view across the image's long side, in degrees",
     )
-    body_mesh: BoolProperty(name="Body mesh", default=True,
+    target: EnumProperty(name="Target", items=TARGETS, description="What receives the motion")
+    target_armature: PointerProperty(type=bpy.types.Object, poll=_is_armature, name="Armature",
+                                     description="The armature to retarget the motion onto")
+    matched_camera: BoolProperty(name="Matched Camera", default=True,
+                                 description="Add a camera matching the footage, with the "
+                                             "footage as its background")
+    body_mesh: BoolProperty(name="Body Mesh", default=True,
                             description="Add a body mesh bound to the armature")
-    matched_camera: BoolProperty(name="Matched camera", default=True,
-                                 description="Add a camera matching the photo")
+    shape_keys: BoolProperty(name="Shape Keys", default=False,
+                             description="Give the SMPL mesh its pose-corrective shape keys "
+                                         "(needs the SMPL model in the add-on's preferences)")
     # Run state, shown while Estimate Pose runs; not saved with the file.
     running: BoolProperty(options={"SKIP_SAVE"})
     cancel_requested: BoolProperty(options={"SKIP_SAVE"})
@@ -23,11 +69,16 @@ class IKOLSettings(bpy.types.PropertyGroup):
     status: StringProperty(options={"SKIP_SAVE"})
 
 
+CLASSES = (IKOLImagePath, IKOLSettings)
+
+
 def register() -> None:
-    bpy.utils.register_class(IKOLSettings)
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
     bpy.types.Scene.ikol = bpy.props.PointerProperty(type=IKOLSettings)
 
 
 def unregister() -> None:
     del bpy.types.Scene.ikol
-    bpy.utils.unregister_class(IKOLSettings)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

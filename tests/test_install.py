@@ -218,7 +218,7 @@ def drive_blender(mode: str, zip_path: str) -> dict:
     summary["check"] = sorted(bpy.ops.ikol.check_backend("EXEC_DEFAULT"))
     summary["report"] = addon_preferences.ACTIVITY.report
     summary["report_python"] = summary["report"]["checks"][0]["message"].split(" at ")[-1]
-    bpy.context.scene.ikol.input_path = str(SAMPLE)
+    bpy.context.scene.ikol.images.add().path = str(SAMPLE)
     summary["estimate"] = sorted(bpy.ops.ikol.estimate_pose("EXEC_DEFAULT"))
     summary["objects"] = sorted(obj.name for obj in bpy.data.objects)
     armature = bpy.data.objects["person"]

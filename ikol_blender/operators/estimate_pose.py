@@ -1,25 +1,152 @@
-"""Estimate Pose: runs the backend without blocking Blender, then builds the scene."""
+"""Estimate Pose: runs the backend without blocking Blender, then builds the scene.
+
+`EstimateRun` is one run as the panel sets it up: the operator steps it from a timer (modal)
+or to the end (execute); tests drive it the same way, since a headless Blender has no event
+loop for a modal operator. The scene is only changed at the end, all at once (one undo step);
+a failure or Cancel leaves it as it was and removes every temporary file.
+"""
 
 from pathlib import Path
 
 import bpy
 
-from ..backend_process import BackendFailed
+from .. import preferences
+from ..backend_process import BackendFailed, EstimateOptions
+from ..body_file import BodyFileError
+from ..footage import Footage, footage_of, natural_key
 from ..job import EstimateJob
 from ..motion import MotionFileError
-from ..scene.build import build_scene
+from ..retarget.bake import RetargetError
+from ..retarget.bonemap import BoneMapError
+from ..scene.estimated import MadeScene, SceneRequest, add_estimated
+from .retarget import chosen_map, chosen_options
 
 TIMER_STEP_S = 0.1
+FAILURES = (BackendFailed, MotionFileError, BodyFileError, RetargetError, BoneMapError)
+
+
+class SourceError(ValueError):
+    """The panel's source or options cannot be used; the message says what to fix."""
+
+
+class EstimateRun:
+    """The panel's source and options, the backend job, and the scene made at the end."""
+
+    def __init__(self, context: bpy.types.Context):
+        """Start the backend; SourceError or BackendFailed if it cannot start."""
+        self.context = context
+        settings = context.scene.ikol
+        self.inputs, self.name, self._clip = _source(settings)
+        if settings.target == "EXISTING" and settings.target_armature is None:
+            raise SourceError("Choose the armature to retarget onto")
+        options = _estimate_options(settings)
+        if settings.front_end == "ikol" and options.checkpoint is None:
+            raise SourceError("The IKOL network needs its checkpoint: set it in the add-on's "
+                              "preferences, or choose the BlazePose front end")
+        self.job = EstimateJob(self.inputs, options,
+                               pose_correctives=settings.shape_keys and options.smpl is not None)
+        settings.running, settings.cancel_requested = True, False
+        settings.progress, settings.status = 0.0, "Starting the backend"
+
+    def tick(self, timeout: float = 0.0) -> bool:
+        """Take in the backend's news and show it in the panel; True once it has ended."""
+        ended = self.job.step(timeout)
+        progress = self.job.progress
+        settings = self.context.scene.ikol
+        settings.progress = progress.fraction
+        settings.status = (f"{progress.stage}: frame {progress.done}/{progress.total}, "
+                           f"{progress.frames_per_s:.1f} frames/s")
+        return ended
+
+    def finish(self) -> MadeScene:
+        """Build the scene from the ended job (raises one of FAILURES, scene untouched)."""
+        settings = self.context.scene.ikol
+        try:
+            motion = self.job.motion()
+            body = self.job.body()
+            footage = Footage(clip=self._clip) if self._clip else footage_of(self.inputs)
+            existing = settings.target == "EXISTING"
+            request = SceneRequest(
+                name=self.name, body_mesh=settings.body_mesh,
+                camera=settings.matched_camera, footage=footage,
+                target=settings.target_armature if existing else None,
+                bone_map=chosen_map(self.context) if existing else None,
+                retarget=chosen_options(self.context))
+            made = add_estimated(motion, request, body)
+        except BaseException:
+            _reset(settings, "Failed")
+            raise
+        finally:
+            self.job.cleanup()
+        made.warnings[:0] = self.job.progress.warnings
+        if made.retargeted is not None:
+            retarget_settings = self.context.scene.ikol_retarget
+            retarget_settings.source, retarget_settings.target = made.built.armature, request.target
+        _reset(settings, f"Done: {(request.target or made.built.armature).name}")
+        return made
+
+    def cancel(self) -> None:
+        """End the backend and remove its files; the scene stays as it was."""
+        self.job.cancel()
+        _reset(self.context.scene.ikol, "Cancelled")
+
+
+def _source(settings) -> tuple[list[Path], str, str | None]:
+    """The backend inputs, a name for what is made, and the Movie Clip's name (CLIP source)."""
+    if settings.source == "IMAGES":
+        paths = [Path(bpy.path.abspath(item.path)) for item in settings.images if item.path]
+        if not paths:
+            raise SourceError("Add the image files first")
+        return paths, paths[0].stem, None
+    if settings.source == "FOLDER":
+        if not settings.folder_path:
+            raise SourceError("Choose the image folder first")
+        folder = Path(bpy.path.abspath(settings.folder_path))
+        return [folder], folder.name, None
+    if settings.source == "MOVIE":
+        if not settings.movie_path:
+            raise SourceError("Choose the movie file first")
+        movie = Path(bpy.path.abspath(settings.movie_path))
+        return [movie], movie.stem, None
+    clip = settings.clip
+    if clip is None:
+        raise SourceError("Choose the Movie Clip first")
+    if clip.source != "MOVIE":
+        raise SourceError(f"{clip.name} is an image sequence: choose its folder as the source "
+                          "(Image Folder) instead")
+    movie = Path(bpy.path.abspath(clip.filepath, library=clip.library))
+    return [movie], Path(clip.name).stem, clip.name
+
+
+def _estimate_options(settings) -> EstimateOptions:
+    """The panel's options and the add-on preferences' device and model files."""
+    prefs = preferences.addon_preferences()
+
+    def chosen(path: str) -> Path | None:
+        return Path(bpy.path.abspath(path)) if path else None
+
+    return EstimateOptions(
+        front_end=settings.front_end, start=settings.start, stop=settings.stop or None,
+        stride=settings.stride, smooth=settings.smoothing, fov=settings.fov,
+        device=prefs.device if prefs else "auto",
+        smpl=chosen(prefs.smpl_model) if prefs else None,
+        checkpoint=chosen(prefs.checkpoint) if prefs else None,
+    )
+
+
+def _reset(settings, status: str) -> None:
+    settings.running, settings.cancel_requested = False, False
+    settings.progress, settings.status = 0.0, status
 
 
 class IKOL_OT_estimate_pose(bpy.types.Operator):
-    """Estimate an animated SMPL body from the photo (Esc cancels)"""
+    """Estimate an animated SMPL body from the chosen source (Esc cancels)"""
 
     bl_idname = "ikol.estimate_pose"
     bl_label = "Estimate Pose"
     bl_options = {"REGISTER", "UNDO"}
 
-    _job: EstimateJob | None = None
+    _run: EstimateRun | None = None
     _timer = None
 
     @classmethod
@@ -27,27 +154,20 @@ class IKOL_OT_estimate_pose(bpy.types.Operator):
         return not context.scene.ikol.running
 
     def _start(self, context: bpy.types.Context) -> bool:
-        settings = context.scene.ikol
-        photo = Path(bpy.path.abspath(settings.input_path))
-        if not settings.input_path or not photo.is_file():
-            self.report({"ERROR"}, f"Choose a photo first (not found: {photo})")
-            return False
         try:
-            self._job = EstimateJob([photo], fov=settings.fov)
-        except BackendFailed as exc:
-            self.report({"ERROR"}, exc.message)
+            self._run = EstimateRun(context)
+        except (SourceError, BackendFailed) as exc:
+            self.report({"ERROR"}, str(exc))
             return False
-        settings.running, settings.cancel_requested = True, False
-        settings.progress, settings.status = 0.0, "Starting the backend"
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        """Blocking form (scripts, --background): the same job, stepped to the end."""
+        """Blocking form (scripts, --background): the same run, stepped to the end."""
         if not self._start(context):
             return {"CANCELLED"}
-        while not self._job.step(timeout=TIMER_STEP_S):
+        while not self._run.tick(timeout=TIMER_STEP_S):
             pass
-        return self._finish(context)
+        return self._finish()
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if not self._start(context):
@@ -59,54 +179,37 @@ class IKOL_OT_estimate_pose(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        settings = context.scene.ikol
-        if event.type == "ESC" or settings.cancel_requested:
+        if event.type == "ESC" or context.scene.ikol.cancel_requested:
             self._end_modal(context)
-            self._job.cancel()
-            self._reset(context, "Cancelled")
+            self._run.cancel()
             self.report({"WARNING"}, "Estimate Pose cancelled")
             return {"CANCELLED"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        finished = self._job.step()
-        progress = self._job.progress
-        settings.progress = progress.fraction
-        settings.status = f"Frame {progress.done}/{progress.total}, {progress.frames_per_s:.1f} frames/s"
-        context.window_manager.progress_update(int(100 * progress.fraction))
+        ended = self._run.tick()
+        context.window_manager.progress_update(int(100 * self._run.job.progress.fraction))
         for area in context.screen.areas if context.screen else ():
             area.tag_redraw()
-        if not finished:
+        if not ended:
             return {"RUNNING_MODAL"}
         self._end_modal(context)
-        return self._finish(context)
+        return self._finish()
 
-    def _finish(self, context: bpy.types.Context) -> set[str]:
-        settings = context.scene.ikol
+    def _finish(self) -> set[str]:
         try:
-            motion = self._job.motion()
-            for warning in self._job.progress.warnings:
-                self.report({"WARNING"}, warning)
-            built = build_scene(motion, Path(settings.input_path).stem,
-                                body=settings.body_mesh, camera=settings.matched_camera)
-        except (BackendFailed, MotionFileError) as exc:
-            self._reset(context, "Failed")
+            made = self._run.finish()
+        except FAILURES as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        finally:
-            self._job.cleanup()
-        self._reset(context, f"Done: {built.armature.name}")
-        self.report({"INFO"}, f"Estimated {motion.num_frames} frame(s) onto {built.armature.name}")
+        for warning in made.warnings:
+            self.report({"WARNING"}, warning)
+        target = made.retargeted.action.name if made.retargeted else made.built.armature.name
+        self.report({"INFO"}, f"Estimated {self._run.job.motion().num_frames} frame(s) onto {target}")
         return {"FINISHED"}
 
     def _end_modal(self, context: bpy.types.Context) -> None:
         context.window_manager.event_timer_remove(self._timer)
         context.window_manager.progress_end()
-
-    @staticmethod
-    def _reset(context: bpy.types.Context, status: str) -> None:
-        settings = context.scene.ikol
-        settings.running, settings.cancel_requested = False, False
-        settings.progress, settings.status = 0.0, status
 
 
 class IKOL_OT_cancel_estimate(bpy.types.Operator):
@@ -124,4 +227,50 @@ class IKOL_OT_cancel_estimate(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (IKOL_OT_estimate_pose, IKOL_OT_cancel_estimate)
+class IKOL_OT_add_images(bpy.types.Operator):
+    """Add image files to the source list (several can be selected)"""
+
+    bl_idname = "ikol.add_images"
+    bl_label = "Add Images"
+    bl_options = {"REGISTER", "UNDO", "INTERNAL"}
+
+    directory: bpy.props.StringProperty(subtype="DIR_PATH", options={"HIDDEN", "SKIP_SAVE"})
+    files: bpy.props.CollectionProperty(type=bpy.types.OperatorFileListElement,
+                                        options={"HIDDEN", "SKIP_SAVE"})
+    filter_image: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+    filter_folder: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.ikol
+        chosen = [Path(self.directory) / item.name for item in self.files if item.name]
+        for path in sorted(chosen, key=natural_key):
+            settings.images.add().path = str(path)
+        settings.active_image = len(settings.images) - 1
+        return {"FINISHED"}
+
+
+class IKOL_OT_remove_image(bpy.types.Operator):
+    """Remove the selected image from the source list"""
+
+    bl_idname = "ikol.remove_image"
+    bl_label = "Remove Image"
+    bl_options = {"REGISTER", "UNDO", "INTERNAL"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        settings = context.scene.ikol
+        return 0 <= settings.active_image < len(settings.images)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.ikol
+        settings.images.remove(settings.active_image)
+        settings.active_image = min(settings.active_image, len(settings.images) - 1)
+        return {"FINISHED"}
+
+
+CLASSES = (IKOL_OT_estimate_pose, IKOL_OT_cancel_estimate, IKOL_OT_add_images,
+           IKOL_OT_remove_image)

@@ -22,6 +22,13 @@ def chosen_map(context: bpy.types.Context) -> BoneMap | None:
     return builtin_presets()[settings.preset]
 
 
+def chosen_options(context: bpy.types.Context) -> RetargetOptions:
+    """The panel's root and foot-lock options."""
+    settings = context.scene.ikol_retarget
+    return RetargetOptions(in_place=settings.in_place, foot_lock=settings.foot_lock,
+                           root_scale=None if settings.auto_scale else settings.root_scale)
+
+
 class IKOL_OT_retarget(bpy.types.Operator):
     """Bake the source's motion onto the target as a new action (the Retarget panel's settings)"""
 
@@ -36,10 +43,9 @@ class IKOL_OT_retarget(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = context.scene.ikol_retarget
-        options = RetargetOptions(in_place=settings.in_place, foot_lock=settings.foot_lock,
-                                  root_scale=None if settings.auto_scale else settings.root_scale)
         try:
-            result = retarget(settings.source, settings.target, chosen_map(context), options)
+            result = retarget(settings.source, settings.target, chosen_map(context),
+                              chosen_options(context))
         except (RetargetError, BoneMapError) as exc:
             settings.status = str(exc)
             self.report({"ERROR"}, str(exc))

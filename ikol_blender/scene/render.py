@@ -1,44 +1,98 @@
-"""Rendering the posed body over the footage (Cycles on the CPU, then an alpha-over)."""
+"""Rendering the posed body over the footage: Cycles on the CPU renders the body on a transparent
+film, and the compositor lays it over the footage the matched camera shows at that frame (its
+background image or Movie Clip, see camera.py).
+
+Made for the headless CLI: it sets the scene's render settings and compositor.
+"""
 
 import os
-import tempfile
 from pathlib import Path
 
 import bpy
-import numpy as np
 
 
-def render_over_photo(
-    scene: bpy.types.Scene, camera: bpy.types.Object, photo: Path, output: Path, frame: int,
-    samples: int = 16,
-) -> None:
-    """Render `frame` through `camera` and write it over `photo` as a PNG at `output`.
+class RenderError(ValueError):
+    """The frame cannot be rendered over footage; the message says why."""
 
-    The render size must already match the photo (see camera.set_render_size).
+
+def render_over_footage(scene: bpy.types.Scene, camera: bpy.types.Object,
+                        frames: list[int], outputs: list[Path], samples: int = 16) -> None:
+    """Render each scene frame in `frames` through `camera` over the footage its background
+    shows at that frame, as a PNG at the matching path in `outputs` (each written whole).
+
+    The render size must already match the footage (see camera.set_render_size). More than
+    one sample per pixel is denoised (OpenImageDenoise, on the CPU); one sample is a quick look.
     """
     scene.camera = camera
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = samples
-    scene.cycles.use_denoising = True  # OpenImageDenoise, on the CPU
+    scene.cycles.use_denoising = samples > 1
     scene.render.film_transparent = True
+    scene.render.use_compositing = True
     scene.view_settings.view_transform = "Standard"
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGB"
     _ensure_light(scene)
-    scene.frame_set(frame)
-    with tempfile.TemporaryDirectory() as folder:
-        layer_path = Path(folder) / "body.png"
-        scene.render.image_settings.file_format = "PNG"
-        scene.render.image_settings.color_mode = "RGBA"
-        scene.render.filepath = str(layer_path)
-        bpy.ops.render.render(write_still=True)
-        body = _pixels(layer_path)
-    background = _pixels(photo)
-    if background.shape != body.shape:
-        raise ValueError(f"Render size {body.shape[:2]} differs from the photo's {background.shape[:2]}")
-    alpha = body[..., 3:4]
-    composite = body * alpha + background * (1 - alpha)
-    composite[..., 3] = 1.0
-    _save_png(composite, output)
+    image_node, clip_node = _compositor(scene)
+    for frame, output in zip(frames, outputs):
+        scene.frame_set(frame)
+        shown = _shown_background(camera)
+        if shown is None:
+            raise RenderError(f"{camera.name} shows no footage at frame {frame}")
+        footage = image_node if shown.source == "IMAGE" else clip_node
+        image_node.image, clip_node.clip = shown.image, shown.clip
+        _link(scene, footage)
+        partial = output.with_name(f".{output.stem}.partial.png")
+        scene.render.filepath = str(partial)
+        try:
+            bpy.ops.render.render(write_still=True)
+            os.replace(partial, output)
+        finally:
+            partial.unlink(missing_ok=True)
+
+
+def _shown_background(camera: bpy.types.Object) -> bpy.types.CameraBackgroundImage | None:
+    """The background entry the camera shows at the current frame (keyed visibility applied,
+    as evaluated; the entry returned is the original, whose image or clip can be used)."""
+    evaluated = camera.data.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    for shown, background in zip(evaluated.background_images, camera.data.background_images):
+        if shown.show_background_image and (background.image or background.clip):
+            return background
+    return None
+
+
+def _compositor(scene: bpy.types.Scene) -> tuple[bpy.types.Node, bpy.types.Node]:
+    """A compositor of Render Layers over a footage node (an image or a clip node, linked per
+    frame); returns those two footage nodes."""
+    if hasattr(scene, "compositing_node_group"):  # Blender 5.0: node groups, a Group Output
+        tree = bpy.data.node_groups.new("IKOL over footage", "CompositorNodeTree")
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        scene.compositing_node_group = tree
+        output = tree.nodes.new("NodeGroupOutput")
+    else:  # Blender 4.2-4.5: the scene's own tree, a Composite node
+        scene.use_nodes = True
+        tree = scene.node_tree
+        tree.nodes.clear()
+        output = tree.nodes.new("CompositorNodeComposite")
+    layers = tree.nodes.new("CompositorNodeRLayers")
+    over = tree.nodes.new("CompositorNodeAlphaOver")
+    over.name = "IKOL over"
+    tree.links.new(layers.outputs["Image"], _input(over, "Foreground", 2))
+    tree.links.new(over.outputs["Image"], output.inputs[0])
+    return tree.nodes.new("CompositorNodeImage"), tree.nodes.new("CompositorNodeMovieClip")
+
+
+def _link(scene: bpy.types.Scene, footage: bpy.types.Node) -> None:
+    """Make `footage` the Alpha Over's background."""
+    tree = getattr(scene, "compositing_node_group", None) or scene.node_tree
+    over = tree.nodes["IKOL over"]
+    tree.links.new(footage.outputs["Image"], _input(over, "Background", 1))
+
+
+def _input(node: bpy.types.Node, name: str, legacy_index: int) -> bpy.types.NodeSocket:
+    """An Alpha Over input by its 5.0 name, or by its place in 4.x (Fac, Image, Image)."""
+    return node.inputs.get(name) or node.inputs[legacy_index]
 
 
 def _ensure_light(scene: bpy.types.Scene) -> None:
@@ -51,34 +105,3 @@ def _ensure_light(scene: bpy.types.Scene) -> None:
     if scene.world is None:
         scene.world = bpy.data.worlds.new("IKOL world")
     scene.world.color = (0.4, 0.4, 0.4)
-
-
-def _pixels(path: Path) -> np.ndarray:
-    """(H, W, 4) float RGBA of an image file, rows bottom to top as Blender stores them."""
-    image = bpy.data.images.load(str(path), check_existing=False)
-    try:
-        width, height = image.size
-        pixels = np.empty(width * height * 4, dtype=np.float32)
-        image.pixels.foreach_get(pixels)
-        return pixels.reshape(height, width, 4)
-    finally:
-        bpy.data.images.remove(image)
-
-
-def _save_png(pixels: np.ndarray, output: Path) -> None:
-    """Write (H, W, 4) float RGBA to `output` whole: to a temporary name, then renamed."""
-    height, width = pixels.shape[:2]
-    image = bpy.data.images.new("IKOL composite", width, height, alpha=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".png", dir=output.parent)
-    os.close(handle)
-    try:
-        image.pixels.foreach_set(pixels.ravel())
-        image.filepath_raw = tmp_name
-        image.file_format = "PNG"
-        image.save()
-        os.replace(tmp_name, output)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    finally:
-        bpy.data.images.remove(image)

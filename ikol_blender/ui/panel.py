@@ -1,6 +1,30 @@
-"""The IKOL tab in the 3D Viewport sidebar."""
+"""The IKOL tab in the 3D Viewport sidebar: the Estimate Pose panel."""
 
 import bpy
+
+
+class IKOL_UL_images(bpy.types.UIList):
+    """One row per source image: its file name."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        layout.prop(item, "path", text="", emboss=False, icon="IMAGE_DATA")
+
+
+def _draw_source(layout: bpy.types.UILayout, settings) -> None:
+    layout.prop(settings, "source")
+    if settings.source == "IMAGES":
+        row = layout.row()
+        row.template_list("IKOL_UL_images", "", settings, "images", settings, "active_image",
+                          rows=3)
+        buttons = row.column(align=True)
+        buttons.operator("ikol.add_images", icon="ADD", text="")
+        buttons.operator("ikol.remove_image", icon="REMOVE", text="")
+    elif settings.source == "FOLDER":
+        layout.prop(settings, "folder_path")
+    elif settings.source == "MOVIE":
+        layout.prop(settings, "movie_path")
+    else:
+        layout.prop(settings, "clip")
 
 
 class IKOL_PT_estimate(bpy.types.Panel):
@@ -14,14 +38,29 @@ class IKOL_PT_estimate(bpy.types.Panel):
         settings = context.scene.ikol
         layout = self.layout
         layout.use_property_split = True
-        column = layout.column()
-        column.enabled = not settings.running
-        column.prop(settings, "input_path")
-        column.prop(settings, "fov")
-        column.prop(settings, "body_mesh")
-        column.prop(settings, "matched_camera")
+        options = layout.column()
+        options.enabled = not settings.running
+        _draw_source(options, settings)
+        frames = options.column(heading="Frames", align=True)
+        frames.prop(settings, "start")
+        frames.prop(settings, "stop")
+        frames.prop(settings, "stride")
+        options.prop(settings, "front_end")
+        options.prop(settings, "smoothing")
+        options.prop(settings, "fov")
+        options.prop(settings, "target")
+        if settings.target == "EXISTING":
+            options.prop(settings, "target_armature")
+            options.prop(context.scene.ikol_retarget, "preset")
+            options.label(text="Root and foot lock: Retarget panel", icon="INFO")
+        extras = options.column(heading="Add")
+        extras.prop(settings, "matched_camera")
+        body = extras.column()
+        body.enabled = settings.target == "NEW"
+        body.prop(settings, "body_mesh")
+        body.prop(settings, "shape_keys")
         if settings.running:
-            layout.progress(factor=settings.progress, text=settings.status)
+            layout.progress(factor=settings.progress, type="BAR", text=settings.status)
             layout.operator("ikol.cancel_estimate", icon="CANCEL")
         else:
             layout.operator("ikol.estimate_pose", icon="ARMATURE_DATA")
@@ -29,4 +68,4 @@ class IKOL_PT_estimate(bpy.types.Panel):
                 layout.label(text=settings.status)
 
 
-CLASSES = (IKOL_PT_estimate,)
+CLASSES = (IKOL_UL_images, IKOL_PT_estimate)

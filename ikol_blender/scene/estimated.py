@@ -1,0 +1,166 @@
+"""An estimated motion into the scene, as Estimate Pose and the headless CLI both make it: the
+SMPL armature (build.py), the matched camera with the footage as its background, and
+optionally the motion retargeted onto an existing armature. All of it or nothing: on any
+failure the scene is put back as it was.
+
+Timing: the motion's k-th frame is keyed at scene frame 1 + k, except with a movie as the
+background: Blender plays a movie frame by frame and cannot skip, so the keys move to the
+scene frames where the movie shows each source frame (`frame_index`), the scene takes the
+movie's frame rate, and with a stride above 1 the body is interpolated between estimated frames.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import bpy
+import numpy as np
+
+from ..body_file import Body
+from ..footage import Footage
+from ..motion import Motion
+from ..retarget.bake import RetargetOptions, RetargetResult, retarget
+from ..retarget.bonemap import BoneMap
+from .build import BuiltScene, build_scene
+from .camera import add_clip_background, add_image_background, clip_scene_frames, load_clip
+from .keyframes import move_keys
+
+# Data-block kinds the scene is made of (objects first: they use the others).
+_KINDS = ("objects", "armatures", "meshes", "cameras", "actions", "materials", "images",
+          "movieclips", "lights", "worlds", "node_groups")
+_SCENE_SETTINGS = ("frame_start", "frame_end", "frame_current", "camera", "render.fps",
+                   "render.fps_base", "render.resolution_x", "render.resolution_y",
+                   "render.resolution_percentage", "render.pixel_aspect_x",
+                   "render.pixel_aspect_y")
+
+
+@dataclass(frozen=True)
+class SceneRequest:
+    """What to make of an estimated motion.
+
+    Attributes:
+        name: the armature's name (and the prefix of the other objects').
+        body_mesh: add a body mesh bound to the armature (not when retargeting).
+        camera: add the matched camera (when the motion has intrinsics).
+        footage: what the motion was estimated from, shown behind the camera; None for none.
+        target: an existing armature to retarget the motion onto; None for a new SMPL body.
+        bone_map: the retargeting map; None to detect a built-in preset.
+        retarget: retargeting options.
+    """
+
+    name: str
+    body_mesh: bool = True
+    camera: bool = True
+    footage: Footage | None = None
+    target: bpy.types.Object | None = None
+    bone_map: BoneMap | None = None
+    retarget: RetargetOptions = RetargetOptions()
+
+
+@dataclass
+class MadeScene:
+    built: BuiltScene
+    retargeted: RetargetResult | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def add_estimated(motion: Motion, request: SceneRequest, body: Body | None = None) -> MadeScene:
+    """Add everything `request` asks for to the current scene; on failure leave it as it was.
+
+    `body`: the SMPL body made for the motion's shape (job.EstimateJob.body), or None; its
+    mesh is used when a body mesh is asked for.
+    """
+    mesh = request.body_mesh and request.target is None
+    with kept_on_failure(bpy.context.scene, request.target):
+        built = build_scene(motion, request.name, body=body if body is not None and mesh else mesh,
+                            camera=request.camera)
+        made = MadeScene(built)
+        if built.camera is not None and request.footage is not None:
+            made.warnings += _add_footage(built, motion, request.footage)
+        if request.target is not None:
+            made.retargeted = retarget(built.armature, request.target, request.bone_map,
+                                       request.retarget)
+        return made
+
+
+def _add_footage(built: BuiltScene, motion: Motion, footage: Footage) -> list[str]:
+    """The footage behind the matched camera, in step with the keys; warnings for the user."""
+    frame_index = (np.arange(motion.num_frames) if motion.frame_index is None
+                   else np.asarray(motion.frame_index, dtype=np.int64))
+    if footage.images:
+        if frame_index.max() >= len(footage.images):
+            return [f"The footage has {len(footage.images)} images but the motion refers to "
+                    f"image {frame_index.max()}: no background"]
+        add_image_background(built.camera, [footage.images[i] for i in frame_index])
+        size = built.camera.data.background_images[0].image.size
+    else:
+        clip = (bpy.data.movieclips[footage.clip] if footage.clip is not None
+                else load_clip(footage.movie, int(frame_index[0])))
+        add_clip_background(built.camera, clip)
+        frames = clip_scene_frames(clip, frame_index)
+        move_keys(built.armature, frames)
+        scene = bpy.context.scene
+        scene.frame_start, scene.frame_end = int(frames[0]), int(frames[-1])
+        set_frame_rate(scene, clip.fps)
+        size = clip.size
+    if motion.image_size is not None and tuple(size) != tuple(motion.image_size):
+        width, height = motion.image_size
+        return [f"The footage is {size[0]}x{size[1]} pixels but was read as {width}x{height} "
+                "(rotated by its metadata?): the background will not line up"]
+    return []
+
+
+def set_frame_rate(scene: bpy.types.Scene, rate: float) -> None:
+    """Frames per second as Blender holds them: a whole number over a base (29.97 = 30/1.001)."""
+    scene.render.fps = max(1, round(rate))
+    scene.render.fps_base = scene.render.fps / rate
+
+
+@contextmanager
+def kept_on_failure(scene: bpy.types.Scene, target: bpy.types.Object | None = None) -> Iterator[None]:
+    """Undo everything made in the block if it raises: new data-blocks are removed, the scene's
+    frame range, frame rate, render size and camera restored, and `target`'s animation (the
+    armature being retargeted onto) put back."""
+    before = {kind: set(getattr(bpy.data, kind)) for kind in _KINDS}
+    settings = {name: _get(scene, name) for name in _SCENE_SETTINGS}
+    animation = _animation_state(target)
+    try:
+        yield
+    except BaseException:
+        for kind in _KINDS:
+            collection = getattr(bpy.data, kind)
+            for block in set(collection) - before[kind]:
+                collection.remove(block)
+        for name, value in settings.items():
+            _set(scene, name, value)
+        if target is not None:
+            _restore_animation(target, animation)
+        raise
+
+
+def _get(owner: object, dotted: str) -> object:
+    for name in dotted.split("."):
+        owner = getattr(owner, name)
+    return owner
+
+
+def _set(owner: object, dotted: str, value: object) -> None:
+    *path, name = dotted.split(".")
+    setattr(_get(owner, ".".join(path)) if path else owner, name, value)
+
+
+def _animation_state(obj: bpy.types.Object | None) -> tuple | None:
+    """The object's action and (4.4+) slot, or None when it has no animation data."""
+    if obj is None or obj.animation_data is None:
+        return None
+    return obj.animation_data.action, getattr(obj.animation_data, "action_slot", None)
+
+
+def _restore_animation(obj: bpy.types.Object, state: tuple | None) -> None:
+    if state is None:
+        obj.animation_data_clear()
+        return
+    action, slot = state
+    obj.animation_data.action = action
+    if slot is not None:
+        obj.animation_data.action_slot = slot
