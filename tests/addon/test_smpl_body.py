@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import roma
 import torch
+from bpy_extras.anim_utils import action_get_channelbag_for_slot
 
 import ikol_blender
 from ikol_backend.body.model import BodyModel
@@ -240,6 +241,10 @@ def test_import_of_an_amass_style_file(addon, tmp_path: Path):
     armature = bpy.data.objects["jog_poses"]
     scene = bpy.context.scene
     assert (scene.frame_start, scene.frame_end) == (1, frames)
+    animation = armature.animation_data
+    fcurves = action_get_channelbag_for_slot(animation.action, animation.action_slot).fcurves
+    assert len(fcurves) == 24 * 4 + 3  # quaternions and the root's location
+    assert all([k.co[0] for k in fcurve.keyframe_points] == list(range(1, frames + 1)) for fcurve in fcurves)
     assert scene.render.fps / scene.render.fps_base == pytest.approx(120.0)
     assert bpy.data.objects["jog_poses_body"].data.shape_keys is None  # no SMPL file: simple mesh
     turn = Y_UP_TO_Z_UP
