@@ -24,13 +24,14 @@ from .body.tree import NUM_JOINTS, NUM_POINTS
 from .camera import DEFAULT_FOV_DEG, fit_translation, intrinsics
 from .errors import BackendError
 from .events import Events
-from .frontends.blazepose import BlazePose
-from .frontends.blazepose_to_smpl import smpl_targets
+from .frontends.blazepose import BlazePose, PoseLandmarks
+from .frontends.blazepose_to_smpl import REST_SIDES, SIDE_JOINTS, SIDE_SEEN, side_vectors, smpl_targets
 from .ik.ikol_layer import ikol
 from .ik.shape_fit import fit_betas
+from .ik.side_twist import twist_towards_sides
 from .person import PersonTracker
 from .readers import FrameRange, downscaled, open_source
-from .temporal import cutoff_for_strength, fill_missing, one_euro
+from .temporal import cutoff_for_strength, fill_missing, one_euro, unit
 from .writers.motion import check_output, write_motion
 
 STILL_FRAME_RATE = 30.0  # written for still images, which have no frame rate of their own
@@ -70,14 +71,22 @@ class _Seen:
     valid: list[bool] = dataclasses.field(default_factory=list)
     points_3d: list[np.ndarray] = dataclasses.field(default_factory=list)  # (29, 3) model frame
     keypoints_2d: list[np.ndarray] = dataclasses.field(default_factory=list)  # (29, 3) px, px, conf
+    sides: list[np.ndarray] = dataclasses.field(default_factory=list)  # (5, 4) unit side, conf
 
-    def add(self, index: int, found: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> None:
+    def add(self, index: int, marks: PoseLandmarks | None) -> None:
+        """One frame's landmarks (image landmarks in full-resolution pixels), or None."""
         self.frame_index.append(index)
-        self.valid.append(found is not None)
-        points_3d, points_2d, confidence = found or (
-            np.zeros((NUM_POINTS, 3)), np.zeros((NUM_POINTS, 2)), np.zeros(NUM_POINTS))
+        self.valid.append(marks is not None)
+        if marks is None:
+            points_3d, points_2d, confidence = (
+                np.zeros((NUM_POINTS, 3)), np.zeros((NUM_POINTS, 2)), np.zeros(NUM_POINTS))
+            sides, side_confidence = np.zeros((len(SIDE_JOINTS), 3)), np.zeros(len(SIDE_JOINTS))
+        else:
+            points_3d, points_2d, confidence = smpl_targets(marks)
+            sides, side_confidence = side_vectors(marks)
         self.points_3d.append(points_3d)
         self.keypoints_2d.append(np.concatenate([points_2d, confidence[:, None]], axis=1))
+        self.sides.append(np.concatenate([unit(sides), side_confidence[:, None]], axis=1))
 
 
 def estimate(
@@ -117,7 +126,7 @@ def estimate(
                             message=f"No person found in frame {frame.index} ({name}).")
                 seen.add(frame.index, None)
             else:
-                seen.add(frame.index, smpl_targets(dataclasses.replace(marks, image=marks.image / scale)))
+                seen.add(frame.index, dataclasses.replace(marks, image=marks.image / scale))
             seconds["landmarks"] += time.perf_counter() - tick
             done = len(seen.valid)
             events.emit("progress", done=done, total=max(total, done),
@@ -132,10 +141,11 @@ def estimate(
     frame_rate = source.fps / options.frame_range.stride if is_video else STILL_FRAME_RATE
     camera = intrinsics(*source.frame_size, fov_deg=options.fov_deg, focal_px=options.focal_px)
     keypoints_2d = np.stack(seen.keypoints_2d)
-    targets, seen_2d = _prepared_targets(np.stack(seen.points_3d), keypoints_2d, valid, camera,
-                                         frame_rate if is_video else None, options)
+    targets, seen_2d, sides = _prepared_targets(
+        np.stack(seen.points_3d), keypoints_2d, np.stack(seen.sides), valid, camera,
+        frame_rate if is_video else None, options)
     solved = valid if options.fill == "none" else np.ones_like(valid)
-    arrays = _solve(body, targets, seen_2d, valid, solved, camera, device)
+    arrays = _solve(body, targets, seen_2d, sides, valid, solved, camera, device)
     seconds["ik"] += time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -196,17 +206,17 @@ def _nobody_message(person: int, people_at_start: int) -> str:
 
 
 def _prepared_targets(
-    points_3d: np.ndarray, keypoints_2d: np.ndarray, valid: np.ndarray, camera: np.ndarray,
-    frame_rate: float | None, options: EstimateOptions,
-) -> tuple[np.ndarray, np.ndarray]:
+    points_3d: np.ndarray, keypoints_2d: np.ndarray, sides: np.ndarray, valid: np.ndarray,
+    camera: np.ndarray, frame_rate: float | None, options: EstimateOptions,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Targets for the IK and the translation fit: gaps filled, then smoothed over time.
 
-    Returns (N, 29, 3) root-relative points (model frame, metres) and (N, 29, 3) keypoints
-    (x px, y px, confidence).
+    Returns (N, 29, 3) root-relative points (model frame, metres), (N, 29, 3) keypoints
+    (x px, y px, confidence) and (N, 5, 4) side directions of SIDE_JOINTS with confidence.
     """
-    relative = points_3d - points_3d[:, :1]
-    relative = fill_missing(relative, valid, options.fill)
+    relative = fill_missing(points_3d - points_3d[:, :1], valid, options.fill)
     seen_2d = fill_missing(keypoints_2d, valid, options.fill)
+    sides = fill_missing(sides, valid, options.fill)
     if options.smooth > 0 and frame_rate is not None:
         smoothed = valid if options.fill == "none" else None
         cutoff = cutoff_for_strength(options.smooth)
@@ -214,17 +224,19 @@ def _prepared_targets(
         # 2D in focal-length units (about metres at 1 m), so one speed coefficient serves both.
         focal = camera[0, 0]
         seen_2d[..., :2] = one_euro(seen_2d[..., :2] / focal, frame_rate, cutoff, valid=smoothed) * focal
-    return relative, seen_2d
+        sides[..., :3] = one_euro(sides[..., :3], frame_rate, cutoff, valid=smoothed)
+    return relative, seen_2d, sides
 
 
 def _solve(
-    body: BodyModel, targets: np.ndarray, keypoints_2d: np.ndarray, valid: np.ndarray,
-    solved: np.ndarray, camera: np.ndarray, device: torch.device,
+    body: BodyModel, targets: np.ndarray, keypoints_2d: np.ndarray, sides: np.ndarray,
+    valid: np.ndarray, solved: np.ndarray, camera: np.ndarray, device: torch.device,
 ) -> dict[str, np.ndarray]:
     """Shape, poses, translation and posed joints for all frames (float32 arrays).
 
     The shape is fitted to the `valid` frames; frames not `solved` keep the rest pose at the
-    origin.
+    origin. Each batch is solved twice: twist-free, then with the hands', feet's and head's
+    roll turned toward their seen sides (`ik.side_twist`).
     """
     body = body.to(device)
     seen = torch.as_tensor(targets[valid], dtype=torch.float32, device=device)
@@ -238,7 +250,13 @@ def _solve(
     for start in range(0, len(rows), IK_BATCH):
         batch = rows[start:start + IK_BATCH]
         part = chosen[start:start + IK_BATCH]
-        result = ikol(body, part, betas=betas.expand(len(part), -1), init="analytic")
+        part_betas = betas.expand(len(part), -1)
+        twist_free = ikol(body, part, betas=part_betas, init="analytic")
+        side = torch.as_tensor(sides[batch], dtype=torch.float32, device=device)
+        twist = twist_towards_sides(
+            twist_free.rotmats, rest.expand(len(part), -1, -1), SIDE_JOINTS,
+            torch.as_tensor(REST_SIDES), side[..., :3], side[..., 3] >= SIDE_SEEN)
+        result = ikol(body, part, betas=part_betas, twist=twist, init="analytic")
         poses[batch] = result.poses().double().cpu().numpy()
         posed[batch] = (result.points + rest[0]).double().cpu().numpy()
     trans = np.zeros((frames, 3))

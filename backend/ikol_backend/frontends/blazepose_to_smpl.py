@@ -94,3 +94,42 @@ def smpl_targets(marks: PoseLandmarks) -> tuple[np.ndarray, np.ndarray, np.ndarr
     used = _MATRIX != 0
     confidence = np.where(used, marks.visibility[None, :], 1.0).min(axis=1)
     return points_3d, points_2d, confidence
+
+
+# The joints whose roll BlazePose shows, and the side vector each has in the rest T-pose (model
+# frame; palms down, thumbs forward, feet forward, face forward):
+# hands: from the pinky to the index knuckle (forward); feet: the normal of the plane through
+# heel, toe and ankle, (toe - heel) x (ankle - heel) (to the body's right); head: from the
+# right ear to the left one (to the body's left).
+SIDE_JOINTS: tuple[int, ...] = (20, 21, 7, 8, 15)  # wrists, ankles, head
+REST_SIDES = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [-1.0, 0.0, 0.0],
+                       [1.0, 0.0, 0.0]])
+SIDE_SEEN = 0.5  # landmark visibility from which a side counts as seen
+
+
+def side_vectors(marks: PoseLandmarks) -> tuple[np.ndarray, np.ndarray]:
+    """Which way the hands, feet and head face, for `ik.side_twist`.
+
+    Returns:
+        sides: (5, 3) side vectors of SIDE_JOINTS (as REST_SIDES describes), model frame,
+            metres (not normalised).
+        confidence: (5,) the smallest visibility among the landmarks used.
+    """
+    index = {name: i for i, name in enumerate(LANDMARK_NAMES)}
+    world = marks.world @ CAMERA_TO_MODEL.T
+
+    def at(name: str) -> np.ndarray:
+        return world[index[name]]
+
+    sides, used = [], []
+    for s in ("left", "right"):
+        sides.append(at(f"{s}_index") - at(f"{s}_pinky"))
+        used.append((f"{s}_index", f"{s}_pinky"))
+    for s in ("left", "right"):
+        heel = at(f"{s}_heel")
+        sides.append(np.cross(at(f"{s}_foot_index") - heel, at(f"{s}_ankle") - heel))
+        used.append((f"{s}_heel", f"{s}_foot_index", f"{s}_ankle"))
+    sides.append(at("left_ear") - at("right_ear"))
+    used.append(("left_ear", "right_ear"))
+    confidence = np.array([min(marks.visibility[index[n]] for n in names) for names in used])
+    return np.stack(sides), confidence
