@@ -7,11 +7,14 @@ import sys
 from pathlib import Path
 
 import bpy
+import cv2
 import numpy as np
 import pytest
 
 from ikol_backend.camera import CAMERA_TO_MODEL
 from ikol_blender.smpl import JOINT_NAMES, to_z_up
+from tests.addon.test_retarget import fcurve_values
+from tests.tools.sample_clip import FPS, MARKER, marker_level, write_clip
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "person.png"
@@ -180,3 +183,77 @@ def test_headless_retarget_onto_a_rig_from_a_blend_and_bvh_export(tmp_path: Path
         assert target.animation_data.action.name == "mixamo_retarget"
     finally:
         bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+@pytest.fixture(scope="module")
+def clip_run(tmp_path_factory) -> dict:
+    """The CLI on a 6-frame movie, every other frame from frame 1, every scene frame rendered
+    over the footage, the SMPL armature exported as FBX."""
+    out = tmp_path_factory.mktemp("clip")
+    movie = write_clip(out / "walk.mp4")
+    result = run(CLI, "--input", movie, "--output", out / "scene.blend", "--start", 1,
+                 "--stride", 2, "--smooth", 0.5, "--render-all", out / "frames", "--samples", 1,
+                 "--export", out / "walk.fbx")
+    assert result.returncode == 0, result.stderr
+    return {"out": out, "stdout": result.stdout}
+
+
+def test_clip_keys_sit_at_the_movie_frames_they_came_from(clip_run):
+    """The movie plays frame by frame behind the camera (scene frame f shows movie frame f):
+    motion frame k is keyed where the movie shows its source frame, 1 mm from its joints."""
+    out = clip_run["out"]
+    with np.load(out / "scene.npz") as data:
+        frame_index, joints = data["frame_index"], data["joints"]
+    np.testing.assert_array_equal(frame_index, [1, 3, 5])
+    bpy.ops.wm.open_mainfile(filepath=str(out / "scene.blend"))
+    try:
+        scene = bpy.context.scene
+        assert (scene.frame_start, scene.frame_end) == (1, 5)
+        assert scene.render.fps / scene.render.fps_base == pytest.approx(FPS)
+        armature = bpy.data.objects["walk"]
+        [background] = bpy.data.objects["walk_camera"].data.background_images
+        clip = background.clip
+        assert Path(clip.filepath) == out / "walk.mp4"
+        scene_frames = frame_index + clip.frame_start - clip.frame_offset
+        np.testing.assert_array_equal(scene_frames, [1, 3, 5])
+        for (path, _), keys in fcurve_values(armature.animation_data.action, armature).items():
+            np.testing.assert_array_equal(keys[0::2], scene_frames, err_msg=path)
+        for frame, scene_frame in enumerate(scene_frames):
+            scene.frame_set(int(scene_frame))
+            heads = np.array([armature.matrix_world @ armature.pose.bones[n].head
+                              for n in JOINT_NAMES])
+            error = np.linalg.norm(heads - to_z_up(joints[frame]), axis=1).max()
+            assert error < 1e-3, f"frame {frame}: {error * 1000:.3f} mm"
+    finally:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def test_clip_renders_show_the_body_over_the_movie_frame_of_each_scene_frame(clip_run):
+    """Scene frame f shows movie frame f (its marker square), partly covered by the body."""
+    capture = cv2.VideoCapture(str(clip_run["out"] / "walk.mp4"))
+    movie = []
+    while (frame := capture.read()[1]) is not None:
+        movie.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) / 255.0)
+    frames = sorted((clip_run["out"] / "frames").iterdir())
+    assert [p.name for p in frames] == [f"{f:04d}.png" for f in range(1, 6)]
+    for scene_frame, path in enumerate(frames, start=1):
+        render = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) / 255.0
+        inner = slice(MARKER // 4, 3 * MARKER // 4)
+        level = 255 * render[inner, inner].mean()
+        assert abs(level - marker_level(scene_frame)) < 8, (scene_frame, level)
+        changed = (np.abs(render - movie[scene_frame]).max(axis=2) > 0.1).mean()
+        assert 0.01 < changed < 0.6, f"frame {scene_frame}: {changed:.1%} of pixels changed"
+
+
+def test_clip_exports_the_smpl_armature_as_fbx(clip_run):
+    fbx = (clip_run["out"] / "walk.fbx").read_bytes()
+    assert fbx.startswith(b"Kaydara FBX Binary") and b"left_knee" in fbx
+
+
+def test_bad_cli_options_exit_with_usage_errors_and_write_nothing(tmp_path: Path):
+    for options in (["--export", tmp_path / "walk.obj"], ["--render-frame", 3],
+                    ["--samples", 0]):
+        result = run(CLI, "--input", SAMPLE, "--output", tmp_path / "scene.blend", *options)
+        assert result.returncode == 2, options
+        assert "error:" in result.stderr
+    assert list(tmp_path.iterdir()) == []
