@@ -52,3 +52,9 @@ def test_json_on_request_holds_the_same_keys_and_values(tmp_path: Path):
         for key in npz.files:
             assert np.array_equal(np.array(loaded[key], dtype=npz[key].dtype), npz[key]), key
 
+
+
+def test_written_file_has_the_permissions_of_a_plainly_created_file(tmp_path: Path):
+    write_motion(tmp_path / "m.npz", {"poses": np.zeros((1, 72), np.float32)})
+    (tmp_path / "plain").write_bytes(b"")
+    assert (tmp_path / "m.npz").stat().st_mode == (tmp_path / "plain").stat().st_mode

@@ -50,10 +50,17 @@ def write_motion(path: Path, arrays: dict[str, np.ndarray]) -> None:
         else:
             with open(tmp_name, "wb") as handle:  # a file object: savez adds no ".npz" to it
                 np.savez(handle, **everything)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # as a plainly created file; mkstemp gives 0600
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _folder(path: Path) -> Path:
