@@ -19,7 +19,6 @@ import pytest
 from mathutils import Matrix, Quaternion, Vector
 
 import ikol_blender
-from ikol_blender import preferences
 from ikol_blender.backend_process import BackendFailed
 from ikol_blender.footage import Footage
 from ikol_blender.job import EstimateJob
@@ -31,6 +30,7 @@ from ikol_blender.scene.estimated import SceneRequest, add_estimated
 from ikol_blender.smpl import JOINT_NAMES, Y_UP_TO_Z_UP, to_z_up
 from ikol_blender.ui.panel import IKOL_PT_estimate
 from tests.addon.test_retarget import LayoutRecorder, fcurve_values, mixamo_like, rest_joints  # noqa: F401
+from tests.addon.test_smpl_body import smpl_preference, standin  # noqa: F401
 from tests.tools.sample_clip import FPS, write_clip, write_images
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -286,19 +286,36 @@ def test_missing_source_and_options_are_refused_before_the_backend_starts(addon)
     assert not settings.running
 
 
-def test_panel_options_and_preferences_reach_the_backend(addon, monkeypatch, tmp_path):
-    smpl, weights = tmp_path / "SMPL_NEUTRAL.npz", tmp_path / "ikol.pth"
-    monkeypatch.setattr(preferences, "addon_preferences", lambda: SimpleNamespace(
-        device="cpu", smpl_model=str(smpl), checkpoint=str(weights)))
-    settings = addon.ikol
+def test_panel_options_and_preferences_reach_the_backend(smpl_preference, standin, tmp_path):
+    smpl_preference.device, smpl_preference.checkpoint = "cpu", str(tmp_path / "ikol.pth")
+    settings = bpy.context.scene.ikol
     settings.front_end, settings.start, settings.stop, settings.stride = "ikol", 2, 40, 3
     settings.smoothing, settings.fov = 0.25, 60.0
     options = estimate_pose._estimate_options(settings)
     assert (options.front_end, options.start, options.stop, options.stride) == ("ikol", 2, 40, 3)
     assert (options.smooth, options.fov, options.device) == (0.25, 60.0, "cpu")
-    assert (options.smpl, options.checkpoint) == (smpl, weights)
+    assert (options.smpl, options.checkpoint) == (standin, tmp_path / "ikol.pth")
     settings.stop = 0
     assert estimate_pose._estimate_options(settings).stop is None  # 0: to the end
+
+
+def test_estimate_pose_with_an_smpl_model_builds_the_smpl_body(smpl_preference):
+    """With an SMPL model file in the preferences the backend also makes the body file: the
+    scene gets the SMPL mesh, its shape keys and (Shape Keys on) pose correctives."""
+    settings = bpy.context.scene.ikol
+    settings.images.add().path = str(SAMPLE)
+    settings.shape_keys = True
+    run, statuses = run_like_the_modal_operator(bpy.context)
+    assert any(status.startswith("Making the SMPL body") for status in statuses)
+    assert not run.job.folder.exists()
+    motion = run.job.motion()
+    body = bpy.data.objects["person_body"]
+    names = body.data.shape_keys.key_blocks.keys()
+    assert {f"Shape{k:03d}" for k in range(10)} <= set(names)
+    assert any(name.startswith("Pose_") for name in names)
+    betas = [body.data.shape_keys.key_blocks[f"Shape{k:03d}"].value for k in range(10)]
+    np.testing.assert_allclose(betas, motion.betas, atol=1e-6)
+    check_keys_and_pose(bpy.data.objects["person"], motion, np.array([1.0]))
 
 
 def test_panel_draws_each_source_and_target(addon):
