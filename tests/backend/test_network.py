@@ -12,7 +12,7 @@ import roma
 import torch
 
 from ikol_backend.body.default_skeleton import default_skeleton
-from ikol_backend.body.tree import JOINT_NAMES, LEAF_PARENTS, PARENTS
+from ikol_backend.body.tree import JOINT_NAMES, PARENTS
 from ikol_backend.camera import CAMERA_TO_MODEL
 from ikol_backend.errors import BackendError
 from ikol_backend.frontends.ikol_net import (
@@ -21,7 +21,7 @@ from ikol_backend.frontends.ikol_net import (
 )
 from ikol_backend.ik.ikol_layer import twist_from_rotmats
 from ikol_backend.network.checkpoint import load_checkpoint
-from ikol_backend.network.ikol24 import DEPTH_SCALE_M, IKOL24, IkolOutput
+from ikol_backend.network.ikol24 import DEPTH_SCALE_M, IKOL24, LEAF_JOINTS, IkolOutput
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 MIRROR = np.diag([-1.0, 1.0, 1.0])
@@ -179,6 +179,12 @@ def test_front_end_on_the_sample_photo(checkpoint: Path, sample) -> None:
     np.testing.assert_allclose(np.linalg.det(rotmats), 1.0, atol=1e-5)
     assert (estimate.root_camera[:, 2] > 0).all()
 
+    # Leaf rotations come in the IK layer's order (joints 15, 22, 23, 10, 11); the network gives
+    # joints 10, 11, 15, 22, 23.
+    raw = run_network(front_end.network, torch.from_numpy(crops[:1]), flip_test=True).leaf_quats[0]
+    raw = raw / raw.norm(dim=-1, keepdim=True)
+    expected = roma.unitquat_to_rotmat(raw[[2, 3, 4, 0, 1]][:, [1, 2, 3, 0]])
+    np.testing.assert_allclose(estimate.leaf_rotmats[0], expected.numpy(), atol=1e-5)
     # The first and last crop are the same: batching changes nothing.
     for name in shapes:
         np.testing.assert_allclose(getattr(estimate, name)[0], getattr(estimate, name)[2], atol=1e-5)
@@ -324,7 +330,7 @@ def test_mirror_matches_the_mirrored_body() -> None:
     mirrored_local = mirror @ local[:, swap] @ mirror  # the mirrored body's local rotations
     rest = default_skeleton().rest_points(torch.zeros(1, 10)).double()  # symmetric about x = 0
     uvd = 0.4 * torch.rand(1, 24, 3, generator=generator, dtype=torch.float64) - 0.2
-    quats = roma.rotmat_to_unitquat(local[:, list(LEAF_PARENTS)])[..., [3, 0, 1, 2]]  # (w, x, y, z)
+    quats = roma.rotmat_to_unitquat(local[:, list(LEAF_JOINTS)])[..., [3, 0, 1, 2]]  # (w, x, y, z)
     output = IkolOutput(uvd=uvd, betas=torch.zeros(1, 10, dtype=torch.float64),
                         twist=twist_from_rotmats(local, rest), leaf_quats=quats)
     mirrored = mirror_output(output)
@@ -335,7 +341,7 @@ def test_mirror_matches_the_mirrored_body() -> None:
     torch.testing.assert_close(mirrored.uvd[..., 1:], uvd[:, swap, 1:])
     torch.testing.assert_close(mirrored.twist, twist_from_rotmats(mirrored_local, rest))
     leaf_rotmats = roma.unitquat_to_rotmat(mirrored.leaf_quats[..., [1, 2, 3, 0]])
-    torch.testing.assert_close(leaf_rotmats, mirrored_local[:, list(LEAF_PARENTS)])
+    torch.testing.assert_close(leaf_rotmats, mirrored_local[:, list(LEAF_JOINTS)])
     # Mirroring twice gives the outputs back.
     again = mirror_output(mirrored)
     for before, after in zip((output.uvd, output.twist, output.leaf_quats), (again.uvd, again.twist, again.leaf_quats)):

@@ -46,7 +46,7 @@ from ..body.tree import JOINT_NAMES, LEAF_PARENTS, NUM_JOINTS, PARENTS
 from ..camera import CAMERA_TO_MODEL
 from ..errors import BackendError
 from ..network.checkpoint import load_checkpoint
-from ..network.ikol24 import DEPTH_SCALE_M, INPUT_SIZE, IKOL24, IkolOutput
+from ..network.ikol24 import DEPTH_SCALE_M, INPUT_SIZE, IKOL24, LEAF_JOINTS, IkolOutput
 
 CROP_SIZE = INPUT_SIZE  # pixels
 BOX_SCALE = 1.25  # the crop's side over the box's longer side
@@ -58,14 +58,18 @@ _BISECTIONS = 60
 
 def _mirror_index(names: list[str]) -> list[int]:
     """For each name, the index of its mirror image (left_ <-> right_; others map to themselves)."""
-    swap = {"left_": "right_", "right_": "left_"}
-    mirrored = [next((swap[p] + n[len(p):] for p in swap if n.startswith(p)), n) for n in names]
-    return [names.index(name) for name in mirrored]
+    def mirrored(name: str) -> str:
+        side, _, part = name.partition("_")
+        return {"left": f"right_{part}", "right": f"left_{part}"}.get(side, name)
+
+    return [names.index(mirrored(name)) for name in names]
 
 
 MIRROR_JOINTS: list[int] = _mirror_index(list(JOINT_NAMES))
 MIRROR_TWIST: list[int] = [joint - 1 for joint in MIRROR_JOINTS[1:]]  # twist rows are joints 1-23
-MIRROR_LEAVES: list[int] = _mirror_index([JOINT_NAMES[joint] for joint in LEAF_PARENTS])
+MIRROR_LEAVES: list[int] = _mirror_index([JOINT_NAMES[joint] for joint in LEAF_JOINTS])
+# The network's leaf rows (LEAF_JOINTS) in the IK layer's order (tree.LEAF_PARENTS).
+LEAVES_FOR_IK: list[int] = [LEAF_JOINTS.index(joint) for joint in LEAF_PARENTS]
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,8 @@ class NetworkEstimate:
         root_camera: (N, 3) the pelvis in the camera frame (OpenCV: x right, y down, z forward),
             metres; its z is the estimated root depth.
         twist: (N, 23, 2) (cos, sin) of the twist angles of joints 1-23, normalised.
-        leaf_rotmats: (N, 5, 3, 3) local rotations of the leaf joints 15, 22, 23, 10, 11.
+        leaf_rotmats: (N, 5, 3, 3) local rotations of the leaf joints 15, 22, 23, 10, 11 (head,
+            hands, feet: the IK layer's order, `tree.LEAF_PARENTS`).
         betas: (N, 10) SMPL shape.
         keypoints_2d: (N, 24, 2) the joints in image pixels (continuous, origin top-left).
     """
@@ -137,9 +142,7 @@ def mirror_output(output: IkolOutput) -> IkolOutput:
     - twist: a mirrored rotation turns the other way about the mirrored bone: sin -> -sin,
       left and right joints swapped.
     - leaf quaternions (w, x, y, z): mirroring across the model's YZ plane gives M R M with
-      M = diag(-1, 1, 1), the quaternion (w, x, -y, -z); hands and feet swapped. (The authors'
-      code swaps leaves 0/1, head and left hand, and 3/4; hands are 1/2 in their own order, so
-      this follows the joint names instead.)
+      M = diag(-1, 1, 1), the quaternion (w, x, -y, -z); feet and hands swapped.
     - betas: kept (the shape is taken as symmetric).
     """
     uvd = output.uvd[:, MIRROR_JOINTS] * output.uvd.new_tensor([-1.0, 1.0, 1.0])
@@ -256,7 +259,8 @@ class IkolNetFrontEnd:
         if crop_to_image.shape != (count, 2, 3) or camera.shape != (3, 3):
             raise ValueError("crop_to_image must be (N, 2, 3) and camera (3, 3)")
         outputs = [
-            run_network(self.network, torch.from_numpy(crops[start:start + self.batch_size]).to(self.device),
+            run_network(self.network,
+                        torch.from_numpy(np.ascontiguousarray(crops[start:start + self.batch_size])).to(self.device),
                         self.half, self.flip_test)
             for start in range(0, max(count, 1), self.batch_size)  # an empty batch gives empty arrays
         ]
@@ -269,7 +273,7 @@ class IkolNetFrontEnd:
                                      torch.from_numpy(camera).double(), lengths)
         unit_twist = twist / twist.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         unit_quats = leaf_quats / leaf_quats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        leaf_rotmats = roma.unitquat_to_rotmat(unit_quats[..., [1, 2, 3, 0]])  # roma: (x, y, z, w)
+        leaf_rotmats = roma.unitquat_to_rotmat(unit_quats[:, LEAVES_FOR_IK][..., [1, 2, 3, 0]])  # roma: x, y, z, w
         arrays = (joints, root, unit_twist, leaf_rotmats, betas, pixels)
         return NetworkEstimate(*(array.float().numpy() for array in arrays))
 

@@ -23,7 +23,9 @@ NUM_JOINTS = 24
 HEATMAP_SIZE = 64  # depth, height and width of each joint's heatmap
 INPUT_SIZE = 256  # the crop is INPUT_SIZE x INPUT_SIZE pixels; heatmaps are a quarter of that
 DEPTH_SCALE_M = 2.0  # d = 1 is this many metres (the authors' bbox_3d_shape for IKOL: 2 m)
-NUM_LEAVES = 5  # leaf joints 15, 22, 23, 10, 11 (head, hands, feet)
+# The joints `decleaf` rotates, in its order (the authors' SMPL layer sets them in index order):
+# left and right foot, head, left and right hand.
+LEAF_JOINTS: tuple[int, ...] = (10, 11, 15, 22, 23)
 BACKBONE_CHANNELS = 512
 DECONV_CHANNELS = 256
 HEAD_WIDTH = 1024
@@ -41,8 +43,9 @@ class IkolOutput:
         betas: (B, 10) SMPL shape (the mean shape `init_shape` plus the predicted change).
         twist: (B, 23, 2) (cos, sin) of the twist angle of joints 1-23 about their rest bone,
             not normalised.
-        leaf_quats: (B, 5, 4) local rotations of the leaf joints 15, 22, 23, 10, 11 as
-            quaternions (w, x, y, z), not normalised.
+        leaf_quats: (B, 5, 4) local rotations of the leaf joints LEAF_JOINTS (10, 11, 15, 22,
+            23: feet, head, hands; not the IK layer's order) as quaternions (w, x, y, z), not
+            normalised.
     """
 
     uvd: torch.Tensor
@@ -134,7 +137,7 @@ class IKOL24(nn.Module):
         self.drop2 = nn.Dropout(0.5)
         self.decshape = nn.Linear(HEAD_WIDTH, 10)
         self.decphi = nn.Linear(HEAD_WIDTH, (NUM_JOINTS - 1) * 2)
-        self.decleaf = nn.Linear(HEAD_WIDTH, NUM_LEAVES * 4)
+        self.decleaf = nn.Linear(HEAD_WIDTH, len(LEAF_JOINTS) * 4)
 
     def forward(self, images: torch.Tensor) -> IkolOutput:
         batch = images.shape[0]
@@ -148,7 +151,7 @@ class IKOL24(nn.Module):
             uvd=uvd,
             betas=self.decshape(hidden).float() + self.init_shape,
             twist=self.decphi(hidden).float().reshape(batch, NUM_JOINTS - 1, 2),
-            leaf_quats=self.decleaf(hidden).float().reshape(batch, NUM_LEAVES, 4),
+            leaf_quats=self.decleaf(hidden).float().reshape(batch, len(LEAF_JOINTS), 4),
         )
 
 
