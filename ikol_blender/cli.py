@@ -146,7 +146,8 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
     options = EstimateOptions(front_end=args.front_end, start=args.start, stop=args.stop,
                               stride=args.stride, smooth=args.smooth, fov=args.fov,
                               device=args.device, smpl=args.smpl, checkpoint=args.checkpoint)
-    job = EstimateJob(args.input, options, pose_correctives=args.shape_keys)
+    job = EstimateJob(args.input, options, mesh=not args.no_body and args.retarget is None,
+                      pose_correctives=args.shape_keys)
     try:
         shown = 0
         while not job.step(timeout=0.1):

@@ -35,17 +35,19 @@ class EstimateJob:
     Args:
         inputs: image files, one image folder or one movie file.
         python: the backend's interpreter; None for backend_python().
+        mesh: whether the scene wants a body mesh (no body file is made without one).
         pose_correctives: ask the body file for SMPL's pose blend shapes (shape keys).
     """
 
     def __init__(self, inputs: list[Path], options: EstimateOptions = EstimateOptions(),
-                 python: str | None = None, pose_correctives: bool = False):
+                 python: str | None = None, mesh: bool = True, pose_correctives: bool = False):
         self.folder = Path(tempfile.mkdtemp(prefix="ikol-"))
         self.motion_path = self.folder / "motion.npz"
         self.body_path = self.folder / BODY_FILE_NAME
         self.progress = Progress()
         self._options = options
         self._python = python or backend_python()
+        self._make_body = mesh and options.smpl is not None
         self._pose_correctives = pose_correctives
         self._motion: Motion | None = None
         self.summary: dict = {}
@@ -70,7 +72,7 @@ class EstimateJob:
                 self.progress.warnings.append(str(event.get("message", "")))
         if not self._run.done:
             return False
-        if self._making_body or self._options.smpl is None:
+        if self._making_body or not self._make_body:
             return True
         try:
             motion = self.motion()
@@ -91,9 +93,9 @@ class EstimateJob:
         return self._motion
 
     def body(self) -> Body | None:
-        """The SMPL body of a finished job with an SMPL model file, else None; BackendFailed
-        or BodyFileError if it could not be made."""
-        if self._options.smpl is None:
+        """The SMPL body of a finished job that made one (an SMPL model file, a mesh wanted),
+        else None; BackendFailed or BodyFileError if it could not be made."""
+        if not self._make_body:
             return None
         self.motion()
         self._run.outcome()

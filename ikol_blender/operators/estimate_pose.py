@@ -44,7 +44,8 @@ class EstimateRun:
             raise SourceError("The IKOL network needs its checkpoint: set it in the add-on's "
                               "preferences, or choose the BlazePose front end")
         self.job = EstimateJob(self.inputs, options,
-                               pose_correctives=settings.shape_keys and options.smpl is not None)
+                               mesh=settings.body_mesh and settings.target == "NEW",
+                               pose_correctives=settings.shape_keys)
         settings.running, settings.cancel_requested = True, False
         settings.progress, settings.status = 0.0, "Starting the backend"
 

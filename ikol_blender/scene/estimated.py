@@ -96,6 +96,8 @@ def _add_footage(built: BuiltScene, motion: Motion, footage: Footage) -> list[st
     else:
         clip = (bpy.data.movieclips[footage.clip] if footage.clip is not None
                 else load_clip(footage.movie, int(frame_index[0])))
+        if clip.fps <= 0:  # a file Blender's own decoder cannot read
+            return [f"Blender cannot play {clip.filepath}: no background"]
         add_clip_background(built.camera, clip)
         frames = clip_scene_frames(clip, frame_index)
         move_keys(built.armature, frames)
