@@ -30,11 +30,14 @@ class SourceError(ValueError):
 
 
 class EstimateRun:
-    """The panel's source and options, the backend job, and the scene made at the end."""
+    """The panel's source and options, the backend job, and the scene made at the end.
+
+    Each step takes the context of the operator call it runs in (a context is only valid
+    during its call).
+    """
 
     def __init__(self, context: bpy.types.Context):
         """Start the backend; SourceError or BackendFailed if it cannot start."""
-        self.context = context
         settings = context.scene.ikol
         self.inputs, self.name, self._clip = _source(settings)
         if settings.target == "EXISTING" and settings.target_armature is None:
@@ -49,19 +52,19 @@ class EstimateRun:
         settings.running, settings.cancel_requested = True, False
         settings.progress, settings.status = 0.0, "Starting the backend"
 
-    def tick(self, timeout: float = 0.0) -> bool:
+    def tick(self, context: bpy.types.Context, timeout: float = 0.0) -> bool:
         """Take in the backend's news and show it in the panel; True once it has ended."""
         ended = self.job.step(timeout)
         progress = self.job.progress
-        settings = self.context.scene.ikol
+        settings = context.scene.ikol
         settings.progress = progress.fraction
         settings.status = (f"{progress.stage}: frame {progress.done}/{progress.total}, "
                            f"{progress.frames_per_s:.1f} frames/s")
         return ended
 
-    def finish(self) -> MadeScene:
+    def finish(self, context: bpy.types.Context) -> MadeScene:
         """Build the scene from the ended job (raises one of FAILURES, scene untouched)."""
-        settings = self.context.scene.ikol
+        settings = context.scene.ikol
         try:
             motion = self.job.motion()
             body = self.job.body()
@@ -71,8 +74,8 @@ class EstimateRun:
                 name=self.name, body_mesh=settings.body_mesh,
                 camera=settings.matched_camera, footage=footage,
                 target=settings.target_armature if existing else None,
-                bone_map=chosen_map(self.context) if existing else None,
-                retarget=chosen_options(self.context))
+                bone_map=chosen_map(context) if existing else None,
+                retarget=chosen_options(context))
             made = add_estimated(motion, request, body)
         except BaseException:
             _reset(settings, "Failed")
@@ -81,15 +84,15 @@ class EstimateRun:
             self.job.cleanup()
         made.warnings[:0] = self.job.progress.warnings
         if made.retargeted is not None:
-            retarget_settings = self.context.scene.ikol_retarget
+            retarget_settings = context.scene.ikol_retarget
             retarget_settings.source, retarget_settings.target = made.built.armature, request.target
         _reset(settings, f"Done: {(request.target or made.built.armature).name}")
         return made
 
-    def cancel(self) -> None:
+    def cancel(self, context: bpy.types.Context) -> None:
         """End the backend and remove its files; the scene stays as it was."""
         self.job.cancel()
-        _reset(self.context.scene.ikol, "Cancelled")
+        _reset(context.scene.ikol, "Cancelled")
 
 
 def _source(settings) -> tuple[list[Path], str, str | None]:
@@ -166,9 +169,9 @@ class IKOL_OT_estimate_pose(bpy.types.Operator):
         """Blocking form (scripts, --background): the same run, stepped to the end."""
         if not self._start(context):
             return {"CANCELLED"}
-        while not self._run.tick(timeout=TIMER_STEP_S):
+        while not self._run.tick(context, timeout=TIMER_STEP_S):
             pass
-        return self._finish()
+        return self._finish(context)
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if not self._start(context):
@@ -182,23 +185,23 @@ class IKOL_OT_estimate_pose(bpy.types.Operator):
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if event.type == "ESC" or context.scene.ikol.cancel_requested:
             self._end_modal(context)
-            self._run.cancel()
+            self._run.cancel(context)
             self.report({"WARNING"}, "Estimate Pose cancelled")
             return {"CANCELLED"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        ended = self._run.tick()
+        ended = self._run.tick(context)
         context.window_manager.progress_update(int(100 * self._run.job.progress.fraction))
         for area in context.screen.areas if context.screen else ():
             area.tag_redraw()
         if not ended:
             return {"RUNNING_MODAL"}
         self._end_modal(context)
-        return self._finish()
+        return self._finish(context)
 
-    def _finish(self) -> set[str]:
+    def _finish(self, context: bpy.types.Context) -> set[str]:
         try:
-            made = self._run.finish()
+            made = self._run.finish(context)
         except FAILURES as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

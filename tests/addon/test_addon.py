@@ -65,11 +65,11 @@ def run_like_the_modal_operator(context) -> tuple[EstimateRun, list[str]]:
     """Start, tick once per timer step until the backend ends, finish; the statuses shown."""
     run = EstimateRun(context)
     statuses = []
-    while not run.tick():
+    while not run.tick(context):
         statuses.append(context.scene.ikol.status)
         assert context.scene.ikol.running
         time.sleep(TIMER_STEP_S)
-    run.finish()
+    run.finish(context)
     return run, statuses
 
 
@@ -200,10 +200,10 @@ def test_cancel_ends_the_backend_within_a_second_and_leaves_nothing(addon):
     before = data_counts()
     run = EstimateRun(bpy.context)
     while run.job.progress.done < 1:  # really running, model loaded
-        run.tick(timeout=0.5)
+        run.tick(bpy.context, timeout=0.5)
     process = run.job._run._process
     tick = time.perf_counter()
-    run.cancel()
+    run.cancel(bpy.context)
     assert time.perf_counter() - tick < 1.0
     assert process.poll() is not None
     with pytest.raises(ProcessLookupError):
