@@ -145,12 +145,16 @@ def check_smpl(path: Path) -> Check:
 
 def check_checkpoint(path: Path) -> Check:
     """The IKOL checkpoint loads into the IKOL24 network (`weights_only=True`: no code runs)."""
+    from .errors import BackendError
+
     try:
         from .network.checkpoint import load_checkpoint
 
         network = load_checkpoint(path, "cpu")
-    except Exception as exc:  # the loader's message names the file and what is wrong
-        return Check("checkpoint", False, getattr(exc, "message", None) or f"{path}: {_first_line(exc)}")
+    except BackendError as exc:  # the loader's message names the file and what is wrong
+        return Check("checkpoint", False, exc.message)
+    except Exception as exc:  # torch does not import, for one
+        return Check("checkpoint", False, f"{path}: {_first_line(exc)}")
     tensors = network.state_dict().values()
     numbers = sum(tensor.numel() for tensor in tensors if tensor.is_floating_point())
     return Check("checkpoint", True,
