@@ -75,7 +75,8 @@ def _run_estimate(args: argparse.Namespace, events: Events) -> None:
     options = EstimateOptions(
         fov_deg=args.fov, focal_px=args.focal,
         frame_range=FrameRange(args.start, args.stop, args.stride),
-        front_end=args.front_end, person=args.person, fill=args.fill, smooth=args.smooth,
+        front_end=args.front_end, checkpoint=args.checkpoint, half=args.half,
+        flip_test=args.flip_test, person=args.person, fill=args.fill, smooth=args.smooth,
         smpl=args.smpl, device=args.device,
     )
     estimate(args.inputs, args.output, events, options)

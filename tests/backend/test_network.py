@@ -2,7 +2,6 @@
 
 import json
 import os
-import pickle
 from pathlib import Path
 
 import cv2
@@ -12,7 +11,7 @@ import roma
 import torch
 
 from ikol_backend.body.default_skeleton import default_skeleton
-from ikol_backend.body.tree import JOINT_NAMES, PARENTS
+from ikol_backend.body.tree import JOINT_NAMES
 from ikol_backend.camera import CAMERA_TO_MODEL
 from ikol_backend.errors import BackendError
 from ikol_backend.frontends.ikol_net import (
@@ -22,6 +21,7 @@ from ikol_backend.frontends.ikol_net import (
 from ikol_backend.ik.ikol_layer import twist_from_rotmats
 from ikol_backend.network.checkpoint import load_checkpoint
 from ikol_backend.network.ikol24 import DEPTH_SCALE_M, IKOL24, LEAF_JOINTS, IkolOutput
+from tests.tools.random_ikol import random_network, write_random_checkpoint
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 MIRROR = np.diag([-1.0, 1.0, 1.0])
@@ -41,36 +41,9 @@ class MakesFolder:
         return os.makedirs, (str(self.path),)
 
 
-def random_network(seed: int = 0) -> IKOL24:
-    """IKOL24 with random weights, its last layer drawn so that the heatmaps are peaked.
-
-    Each joint's 64 depth channels share most of their weights: the joints spread over the crop
-    (a fifth of its side) and over a few centimetres of depth, as a trained network's would.
-    """
-    torch.manual_seed(seed)
-    network = IKOL24().eval()
-    with torch.no_grad():
-        shared = 1000.0 * torch.randn(24, 1, 256)
-        network.final_layer.weight.copy_((shared + 30.0 * torch.randn(24, 64, 256)).reshape(1536, 256, 1, 1))
-        network.init_shape.normal_()
-    return network
-
-
-def authors_layout(network: IKOL24) -> dict[str, torch.Tensor]:
-    """The state_dict as the authors save it: the network's keys plus their SMPL layer's buffers."""
-    state = dict(network.state_dict())
-    state["smpl.v_template"] = torch.zeros(6890, 3)
-    state["smpl.J_regressor_h36m"] = torch.zeros(17, 6890)
-    state["smpl.parents"] = torch.tensor((-1,) + PARENTS[1:])
-    state["smpl.children_map"] = torch.zeros(24, dtype=torch.long)
-    return state
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ikol") / "ikol24.pth"
-    torch.save(authors_layout(random_network()), path)
-    return path
+    return write_random_checkpoint(tmp_path_factory.mktemp("ikol") / "ikol24.pth")
 
 
 @pytest.fixture(scope="module")
