@@ -2,23 +2,28 @@
 
     .venv/bin/python bench/pipeline.py [--resolution 720p] [--frames 300] [--repeats 3]
         [--memory-resolution 1080p] [--memory-frames 150 600 2400] [--long]
-        [--baseline GIT_REF] [--front-end default|ikol] [--checkpoint FILE] [--json]
+        [--baseline GIT_REF] [--front-end default|ikol] [--checkpoint FILE] [--clips DIR]
+        [--json]
 
 Every run is the real command line in its own process, `python -m ikol_backend estimate CLIP
 -o OUT --events` (the Python running this script, PYTHONPATH set to the tree's backend/),
 on a clip from bench/clips.py (real video decoding, real BlazePose, real IK, real writing).
 
 Speed: --repeats runs on one clip. Per-stage seconds come from the `result` event's summary
-(decode, landmarks, ik, write), shown per frame; frames/s is given over the whole process
+(decode, landmarks, network for the ikol front end, ik, write), shown per frame; frames/s is given over the whole process
 (wall clock, start-up included) and from the `start` event to the `result` event (the clip
 alone). The target, 15 frames/s for the default front end at 720p, is checked on the latter.
 Medians of the runs.
 
 Memory: one run per clip length at --memory-resolution; the peak resident memory of the
-backend process is the kernel's own count (`ru_maxrss` from os.wait4 on the child). The
-table shows whether it stays flat as the clip grows, and what a straight-line fit projects
-for a 10-minute clip (18,000 frames at 30 frames/s) when --long does not measure it.
-Linux only (ru_maxrss in KiB, load average).
+backend process is the kernel's own count (`ru_maxrss` from os.wait4 on the child), and the
+largest resident size read from /proc at its progress events shows the frame loop apart from
+the solve at the end. The table shows whether memory stays flat as the clip grows, and the
+10-minute clip (18,000 frames at 30 frames/s) measured with --long or else projected from the
+longest clip and the fitted growth. Linux only (/proc, ru_maxrss in KiB, load average).
+
+--front-end ikol runs the IKOL network with the weights of --checkpoint or, without it, random
+weights (tests/tools/random_ikol.py): fine for timing, meaningless poses.
 
 --baseline GIT_REF checks that commit out into a temporary git worktree (removed afterwards)
 and runs every clip through its backend too, alternating with the current tree's runs, then
@@ -45,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clips import DEFAULT_CACHE, FPS, parse_resolution, walk_clip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("decode", "landmarks", "ik", "write")
+STAGES = ("decode", "landmarks", "network", "ik", "write")  # network: the ikol front end only
 TARGET_FRAMES_PER_S = 15.0  # default front end, 720p, 2 CPU cores
 TARGET_SIZE = (1280, 720)
 MEMORY_LIMIT_MIB = 2048.0  # a 10-minute 1080p clip
@@ -68,11 +73,12 @@ class Run:
     tree: str
     frames: int
     valid_frames: int
-    stage_s: dict[str, float]
+    stage_s: dict[str, float]  # the stages the backend reported
     startup_s: float  # process launch to the `start` event
     clip_s: float  # `start` event to `result` event
     wall_s: float  # process launch to its exit
-    peak_rss_mib: float
+    peak_rss_mib: float  # the whole process (kernel's ru_maxrss)
+    frames_rss_mib: float  # the largest resident size sampled at progress events (frame loop)
 
 
 def run_estimate(tree: Tree, clip: Path, extra: list[str], workdir: Path) -> Run:
@@ -83,6 +89,7 @@ def run_estimate(tree: Tree, clip: Path, extra: list[str], workdir: Path) -> Run
     seen: dict[str, float] = {}
     result: dict[str, Any] = {}
     error: dict[str, Any] = {}
+    frames_rss = 0.0
     with open(workdir / "stderr.txt", "w+") as stderr:
         launched = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
@@ -91,10 +98,11 @@ def run_estimate(tree: Tree, clip: Path, extra: list[str], workdir: Path) -> Run
             for line in process.stdout:
                 event = json.loads(line) if line.startswith("{") else {}
                 kind = event.get("event")
-                if kind in ("start", "result"):
+                if kind == "progress":
+                    frames_rss = max(frames_rss, resident_mib(process.pid))
+                elif kind in ("start", "result"):
                     seen[kind] = time.perf_counter()
-                if kind == "result":
-                    result = event["summary"]
+                    result = event.get("summary", {})
                 elif kind == "error":
                     error = event
         _, status, usage = os.wait4(process.pid, 0)
@@ -107,10 +115,28 @@ def run_estimate(tree: Tree, clip: Path, extra: list[str], workdir: Path) -> Run
     output.unlink()
     return Run(
         tree=tree.label, frames=result["frames"], valid_frames=result["valid_frames"],
-        stage_s={stage: result["seconds"].get(stage, 0.0) for stage in STAGES},
+        stage_s=result["seconds"],
         startup_s=seen["start"] - launched, clip_s=seen["result"] - seen["start"], wall_s=wall,
-        peak_rss_mib=usage.ru_maxrss / 1024,  # Linux: KiB
+        peak_rss_mib=usage.ru_maxrss / 1024, frames_rss_mib=frames_rss,  # Linux: KiB
     )
+
+
+def resident_mib(pid: int) -> float:
+    """The resident memory of a running process now (Linux /proc), in MiB; 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in status.splitlines()
+                 if line.startswith("VmRSS:")), 0.0)
+
+
+def random_checkpoint(path: Path) -> Path:
+    """IKOL24 weights drawn at random, in the authors' layout, written to `path`: for timing."""
+    sys.path.insert(0, str(ROOT))
+    from tests.tools.random_ikol import write_random_checkpoint
+
+    return write_random_checkpoint(path)
 
 
 def check_imports(tree: Tree) -> None:
@@ -162,10 +188,16 @@ def measure(trees: list[Tree], clips: list[Path], repeats: int, extra: list[str]
     return runs
 
 
-def speed_measures(runs: list[Run]) -> dict[str, float]:
+def reported_stages(runs: list[Run]) -> list[str]:
+    """The stages any of `runs` reported: STAGES in pipeline order, then any others by name."""
+    reported = {stage for r in runs for stage in r.stage_s}
+    return [stage for stage in STAGES if stage in reported] + sorted(reported - set(STAGES))
+
+
+def speed_measures(runs: list[Run], stages: list[str]) -> dict[str, float]:
     """Medians over `runs` (one tree): per-stage ms per frame, start-up, frames/s, peak RSS."""
-    measures = {f"{stage} ms/frame": statistics.median(1000 * r.stage_s[stage] / r.frames
-                                                        for r in runs) for stage in STAGES}
+    measures = {f"{stage} ms/frame": statistics.median(1000 * r.stage_s.get(stage, 0.0) / r.frames
+                                                        for r in runs) for stage in stages}
     measures["start-up s (launch to start event)"] = statistics.median(r.startup_s for r in runs)
     measures["frames/s, start to result"] = statistics.median(r.frames / r.clip_s for r in runs)
     measures["frames/s, wall (whole process)"] = statistics.median(r.frames / r.wall_s for r in runs)
@@ -175,7 +207,8 @@ def speed_measures(runs: list[Run]) -> dict[str, float]:
 
 def speed_table(trees: list[Tree], runs: list[Run]) -> list[str]:
     """Markdown: a row per measure, a column per tree, then current / baseline."""
-    columns = [speed_measures([r for r in runs if r.tree == tree.label]) for tree in trees]
+    stages = reported_stages(runs)
+    columns = [speed_measures([r for r in runs if r.tree == tree.label], stages) for tree in trees]
     valid = [f"{min(r.valid_frames for r in runs if r.tree == t.label)}/{runs[0].frames}"
              for t in trees]
     ratio_header = ["current / baseline"] if len(trees) > 1 else []
@@ -184,7 +217,7 @@ def speed_table(trees: list[Tree], runs: list[Run]) -> list[str]:
     lines.append(row(["valid frames (fewest)", *valid] + ([""] if len(trees) > 1 else [])))
     for name in columns[0]:
         values = [column[name] for column in columns]
-        ratio = [f"{values[0] / values[1]:.2f}"] if len(trees) > 1 else []
+        ratio = [f"{values[0] / values[1]:.2f}" if values[1] else ""] if len(trees) > 1 else []
         lines.append(row([name, *(f"{v:.2f}" for v in values), *ratio]))
     return lines
 
@@ -193,7 +226,8 @@ def memory_table(trees: list[Tree], runs: list[Run]) -> list[str]:
     """Markdown: a row per clip length, peak RSS and frames/s per tree, then the ratio."""
     header = ["frames", "clip s"]
     for tree in trees:
-        header += [f"{tree.label} peak RSS MiB", f"{tree.label} frames/s (start to result)",
+        header += [f"{tree.label} peak RSS MiB", f"{tree.label} RSS in frame loop MiB",
+                   f"{tree.label} frames/s (start to result)",
                    f"{tree.label} valid"]
     if len(trees) > 1:
         header.append("peak RSS current / baseline")
@@ -204,7 +238,8 @@ def memory_table(trees: list[Tree], runs: list[Run]) -> list[str]:
         for tree in trees:
             run = next(r for r in runs if r.tree == tree.label and r.frames == frames)
             peaks.append(run.peak_rss_mib)
-            cells += [f"{run.peak_rss_mib:.0f}", f"{run.frames / run.clip_s:.1f}",
+            cells += [f"{run.peak_rss_mib:.0f}", f"{run.frames_rss_mib:.0f}",
+                      f"{run.frames / run.clip_s:.1f}",
                       f"{run.valid_frames}/{run.frames}"]
         if len(trees) > 1:
             cells.append(f"{peaks[0] / peaks[1]:.2f}")
@@ -244,7 +279,8 @@ def target_line(trees: list[Tree], runs: list[Run], size: tuple[int, int], front
     """The speed target's verdict for the current tree, when the run is the target's case."""
     if front_end != "default" or size != TARGET_SIZE:
         return "- speed target (default front end, 720p) not checked: other settings"
-    rate = speed_measures([r for r in runs if r.tree == trees[0].label])["frames/s, start to result"]
+    current = [r for r in runs if r.tree == trees[0].label]
+    rate = speed_measures(current, [])["frames/s, start to result"]
     verdict = "met" if rate >= TARGET_FRAMES_PER_S else "NOT met"
     return (f"- speed target: default front end >= {TARGET_FRAMES_PER_S:g} frames/s at 720p "
             f"(start to result): {rate:.1f} frames/s, {verdict}")
@@ -278,13 +314,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                         help=f"also the 10-minute memory clip ({LONG_FRAMES} frames; slow)")
     parser.add_argument("--baseline", metavar="GIT_REF", help="also run this commit's backend, e.g. 5ceadc0")
     parser.add_argument("--front-end", default="default", choices=("default", "ikol"))
-    parser.add_argument("--checkpoint", type=Path, help="IKOL network weights (--front-end ikol)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="IKOL network weights (--front-end ikol; default: random weights)")
     parser.add_argument("--clips", type=Path, default=DEFAULT_CACHE,
                         help=f"clip cache folder (default {DEFAULT_CACHE})")
     parser.add_argument("--json", action="store_true", help="print the runs and the machine as JSON")
     args = parser.parse_args(argv)
-    if args.front_end == "ikol" and args.checkpoint is None:
-        parser.error("--front-end ikol needs --checkpoint FILE")
     if args.frames < 1 or args.repeats < 1 or any(n < 1 for n in args.memory_frames):
         parser.error("--frames, --repeats and --memory-frames must be at least 1")
     try:
@@ -297,9 +332,6 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
-    extra = []  # the default front end is left implicit: older backends have no --front-end
-    if args.front_end == "ikol":
-        extra = ["--front-end", "ikol", "--checkpoint", str(args.checkpoint)]
     load_before = os.getloadavg()
     current = Tree("current", git("describe", "--always", "--dirty"), ROOT / "backend")
     with contextlib.ExitStack() as stack:
@@ -309,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         for tree in trees:
             check_imports(tree)
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ikol-bench-")))
+        extra = []  # the default front end is left implicit: older backends have no --front-end
+        if args.front_end == "ikol":
+            checkpoint = args.checkpoint or random_checkpoint(workdir / "random_ikol24.pth")
+            extra = ["--front-end", "ikol", "--checkpoint", str(checkpoint)]
         speed_clip = walk_clip(args.size, args.frames, args.clips)
         speed = measure(trees, [speed_clip], args.repeats, extra, workdir)
         lengths = sorted(set(args.memory_frames + ([LONG_FRAMES] if args.long else [])))
@@ -323,12 +359,13 @@ def main(argv: list[str] | None = None) -> int:
                           "memory": {"runs": [dataclasses.asdict(r) for r in memory]}}, indent=1))
         return 0
     width, height = args.size
+    weights = " (random weights)" if args.front_end == "ikol" and not args.checkpoint else ""
     print(f"Machine: {about['cpu']}, {about['cpus']} CPUs, {about['system']}, "
           f"Python {about['python']}; load average {load_before[0]:.2f} before, "
           f"{about['load_average'][0]:.2f} after")
     print("Trees: " + "; ".join(f"{tree.label} = {tree.version}" for tree in trees))
     print(f"\nSpeed: {speed_clip.name} ({width}x{height}, {args.frames} frames), front end "
-          f"{args.front_end}, median of {args.repeats}\n")
+          f"{args.front_end}{weights}, median of {args.repeats}\n")
     print("\n".join(speed_table(trees, speed)))
     print()
     print(target_line(trees, speed, args.size, args.front_end))
@@ -342,4 +379,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RuntimeError as exc:  # a failed run or git command: its message says what
+        sys.exit(f"pipeline: {exc}")
