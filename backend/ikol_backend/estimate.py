@@ -13,6 +13,7 @@ frame's root translation is then fitted through the camera.
 import dataclasses
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,7 +43,9 @@ from .writers.motion import check_output, write_motion
 STILL_FRAME_RATE = 30.0  # written for still images, which have no frame rate of their own
 FRONT_ENDS = ("default", "ikol")
 DEVICES = ("auto", "cpu", "cuda")
-IK_BATCH = 4096  # frames per IK solve: bounds memory on long clips
+IK_BATCH = 1024  # frames per IK solve: bounds memory on long clips
+# Crops per network batch: its 24 heatmaps of 64^3 take about 25 MB per crop in float32.
+NETWORK_BATCH = {"cuda": 64, "cpu": 8}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +95,8 @@ def estimate(
     if options.front_end == "ikol":
         tick = time.perf_counter()
         network = IkolNetFrontEnd(options.checkpoint, device, half=options.half,
-                                  flip_test=options.flip_test, reference_body=body)
+                                  flip_test=options.flip_test, reference_body=body,
+                                  batch_size=NETWORK_BATCH[device.type])
         seconds["network"] += time.perf_counter() - tick
     is_video = source.fps is not None
     total = source.frame_count or 0
@@ -105,8 +109,8 @@ def estimate(
     batches = NetworkBatches(network, camera, log) if network is not None else None
     valid: list[bool] = []
     began = time.perf_counter()
-    with BlazePose() as detector:
-        tracker = PersonTracker(detector, options.person)
+    with BlazePose() as detector, (BlazePose(video=True) if is_video else nullcontext()) as follower:
+        tracker = PersonTracker(detector, options.person, video=follower)
         tick = time.perf_counter()
         for frame in source:
             seconds["decode"] += time.perf_counter() - tick

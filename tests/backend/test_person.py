@@ -46,10 +46,11 @@ def test_everyone_is_found_largest_first():
     assert big.x1 < SMALL_LEFT <= small.x0
 
 
+@pytest.mark.parametrize("video", [False, True], ids=["stills", "clip"])
 @pytest.mark.parametrize("person, left_of_split", [(0, True), (1, False)])
-def test_the_chosen_person_is_followed_while_both_move(person: int, left_of_split: bool):
-    with BlazePose() as detector:
-        tracker = PersonTracker(detector, person)
+def test_the_chosen_person_is_followed_while_both_move(person: int, left_of_split: bool, video: bool):
+    with BlazePose() as detector, BlazePose(video=True) as follower:
+        tracker = PersonTracker(detector, person, video=follower if video else None)
         centres = []
         for shift in range(0, 60, 12):
             marks = tracker.track(two_people(shift))
@@ -71,3 +72,16 @@ def test_person_beyond_those_visible_is_a_clear_error(tmp_path: Path):
     assert result.stderr.splitlines()[-1] == (
         "error: Person 2 was asked for (0 is the largest), but only 2 people were found.")
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_video_mode_showing_someone_else_is_not_asked_again():
+    """Video mode latched onto the small person while the big one is followed."""
+    with BlazePose() as detector, BlazePose(video=True) as follower:
+        small_only = two_people()
+        small_only[:, :SMALL_LEFT - 20] = small_only[0, -1]  # paint the big person out
+        follower.detect(small_only)  # now it follows the small person
+        tracker = PersonTracker(detector, 0, video=follower)
+        first = tracker.track(two_people())  # the start: a search, the big person
+        second = tracker.track(two_people(6))
+    assert tracker.video is None
+    assert landmarks_box(first).x1 < SMALL_LEFT and landmarks_box(second).x1 < SMALL_LEFT

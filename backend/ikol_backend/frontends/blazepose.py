@@ -29,8 +29,9 @@ class PoseLandmarks:
 class BlazePose:
     """BlazePose landmarker; use as a context manager.
 
-    `video=True` tracks across consecutive frames of one clip; otherwise every frame is
-    detected afresh.
+    `video=True` follows one person across consecutive frames of one clip (MediaPipe's video
+    mode; its landmark smoothing stays off: smoothing is `--smooth`'s); otherwise every frame
+    is detected afresh.
     """
 
     def __init__(self, video: bool = False, min_detection_confidence: float = 0.5):
@@ -42,7 +43,7 @@ class BlazePose:
             self._pose = pose.Pose(
                 static_image_mode=not video,
                 model_complexity=1,
-                smooth_landmarks=video,
+                smooth_landmarks=False,
                 min_detection_confidence=min_detection_confidence,
             )
         self._warmed_up = False

@@ -4,11 +4,14 @@ Finding everyone in a frame: BlazePose reports its most prominent person; that p
 then painted over and BlazePose looks again, until it finds nobody new. People are ranked by
 box area, largest first, so `--person 0` is the largest person at the start.
 
-Following the chosen person: each next frame, BlazePose looks only inside the last box grown
-by half its size (so it cannot jump to someone else). When it finds nobody there, everyone in
-the whole frame is found again and the person whose box overlaps the last one most is taken,
-if the overlap is large enough; otherwise the frame has no person. After a long gap (the
-person left the picture) the search accepts the largest person again.
+Following the chosen person: in a clip, BlazePose's video mode (which follows its person from
+the last landmarks, the fast way) is asked first, and its answer is taken while its box
+overlaps the last one, so it is the same person; once it shows someone else it is not asked
+again. Otherwise BlazePose looks only inside the last box grown by half its size (so it cannot
+jump to someone else). When it finds nobody there, everyone in the whole frame is found again
+and the person whose box overlaps the last one most is taken, if the overlap is large enough;
+otherwise the frame has no person. After a long gap (the person left the picture) the search
+accepts the largest person again.
 
 Pixels: x right, y down, origin at the image's top-left corner.
 """
@@ -93,21 +96,25 @@ def find_people(detector: BlazePose, rgb: np.ndarray, limit: int = MAX_PEOPLE) -
 class PersonTracker:
     """The `person`-th largest person at the start, followed frame to frame.
 
-    `track(rgb)` gives that person's landmarks in the frame (image landmarks in the frame's
-    pixels), or None when they are not found there.
+    `detector` looks at each image afresh; `video`, a BlazePose in video mode fed every frame
+    of one clip, or None (still images). `track(rgb)` gives the person's landmarks in the frame
+    (image landmarks in the frame's pixels), or None when they are not found there.
     """
 
-    def __init__(self, detector: BlazePose, person: int = 0):
+    def __init__(self, detector: BlazePose, person: int = 0, video: BlazePose | None = None):
         if person < 0:
             raise ValueError(f"person must be 0 or more, got {person}")
         self.detector = detector
+        self.video = video if person == 0 else None  # video mode follows the most prominent
         self.person = person
         self.box: Box | None = None
         self.frames_missing = 0
         self.people_at_start = 0
 
     def track(self, rgb: np.ndarray) -> PoseLandmarks | None:
-        marks = self._follow(rgb) if self.box is not None else None
+        marks = self._follow_video(rgb) if self.video is not None else None
+        if marks is None and self.box is not None:
+            marks = self._follow(rgb)
         if marks is None:
             marks = self._search(rgb)
         if marks is None:
@@ -115,6 +122,16 @@ class PersonTracker:
             return None
         self.box = landmarks_box(marks)
         self.frames_missing = 0
+        return marks
+
+    def _follow_video(self, rgb: np.ndarray) -> PoseLandmarks | None:
+        """BlazePose's video mode, if it shows the person being followed."""
+        marks = self.video.detect(rgb)
+        if self.box is None or marks is None:
+            return None
+        if landmarks_box(marks).iou(self.box) < MIN_OVERLAP:
+            self.video = None  # it follows someone else now
+            return None
         return marks
 
     def _follow(self, rgb: np.ndarray) -> PoseLandmarks | None:
