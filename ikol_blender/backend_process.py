@@ -57,6 +57,9 @@ class EstimateOptions:
     fov: field of view across the image's long side in degrees; None for the backend's.
     device: "auto", "cpu" or "cuda".
     smpl, checkpoint: an SMPL model file and network weights, or None.
+    person: which person, 0 = the largest at the start.
+    fill: frames without the person: "none", "hold" or "interpolate".
+    flip_test, half: the IKOL network's flip test and float16 (CUDA) options.
     """
 
     front_end: str = "default"
@@ -68,6 +71,10 @@ class EstimateOptions:
     device: str = "auto"
     smpl: Path | None = None
     checkpoint: Path | None = None
+    person: int = 0
+    fill: str = "interpolate"
+    flip_test: bool = False
+    half: bool = False
 
 
 def estimate_command(python: str, inputs: list[Path], output: Path,
@@ -76,7 +83,8 @@ def estimate_command(python: str, inputs: list[Path], output: Path,
     command = [python, "-m", "ikol_backend", "estimate", *map(str, inputs), "-o", str(output),
                "--events", "--front-end", options.front_end, "--device", options.device,
                "--start", str(options.start), "--stride", str(options.stride),
-               "--smooth", str(options.smooth)]
+               "--smooth", str(options.smooth), "--person", str(options.person),
+               "--fill", options.fill]
     if options.stop is not None:
         command += ["--stop", str(options.stop)]
     if options.fov is not None:
@@ -85,6 +93,10 @@ def estimate_command(python: str, inputs: list[Path], output: Path,
         command += ["--smpl", str(options.smpl)]
     if options.checkpoint is not None:
         command += ["--checkpoint", str(options.checkpoint)]
+    if options.flip_test:
+        command.append("--flip-test")
+    if options.half:
+        command.append("--half")
     return command
 
 

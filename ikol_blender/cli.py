@@ -51,6 +51,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     estimate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     estimate.add_argument("--smpl", type=Path, help="SMPL model file (.npz or .pkl) for the body")
     estimate.add_argument("--checkpoint", type=Path, help="IKOL network weights (.pth)")
+    estimate.add_argument("--flip-test", action="store_true",
+                          help="IKOL network: also run the mirrored crop and average")
+    estimate.add_argument("--half", action="store_true", help="IKOL network in float16 (CUDA)")
+    estimate.add_argument("--person", type=int, default=0,
+                          help="which person: 0 = the largest at the start (default), 1 = the next")
+    estimate.add_argument("--fill", choices=("none", "hold", "interpolate"), default="interpolate",
+                          help="frames without the person: rest pose, last pose, or interpolated")
     scene = parser.add_argument_group("scene")
     scene.add_argument("--no-body", action="store_true", help="armature only, no body mesh")
     scene.add_argument("--shape-keys", action="store_true",
@@ -145,7 +152,9 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
     tick = time.perf_counter()
     options = EstimateOptions(front_end=args.front_end, start=args.start, stop=args.stop,
                               stride=args.stride, smooth=args.smooth, fov=args.fov,
-                              device=args.device, smpl=args.smpl, checkpoint=args.checkpoint)
+                              device=args.device, smpl=args.smpl, checkpoint=args.checkpoint,
+                              person=args.person, fill=args.fill, flip_test=args.flip_test,
+                              half=args.half)
     job = EstimateJob(args.input, options, mesh=not args.no_body and args.retarget is None,
                       pose_correctives=args.shape_keys)
     try:

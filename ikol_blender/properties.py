@@ -15,6 +15,12 @@ TARGETS = (
     ("EXISTING", "Existing Armature", "Retarget onto an armature in the scene, with the "
      "Retarget panel's bone map and root options"),
 )
+FILLS = (
+    ("interpolate", "Interpolate", "Frames without the person get the poses between the frames "
+     "around them"),
+    ("hold", "Hold", "Frames without the person keep the last pose"),
+    ("none", "Rest Pose", "Frames without the person get the rest pose at the origin"),
+)
 FRONT_ENDS = (
     ("default", "BlazePose", "MediaPipe BlazePose landmarks: offline, nothing to set up"),
     ("ikol", "IKOL Network", "The IKOL network (needs the IKOL checkpoint in the add-on's "
@@ -45,6 +51,16 @@ class IKOLSettings(bpy.types.PropertyGroup):
     stride: IntProperty(name="Stride", default=1, min=1, description="Use every Nth frame")
     front_end: EnumProperty(name="Front End", items=FRONT_ENDS,
                             description="What finds the person's joints in each frame")
+    person: IntProperty(name="Person", min=0, default=0,
+                        description="Which person: 0 is the largest at the start, 1 the next")
+    fill: EnumProperty(name="Missing Frames", items=FILLS,
+                       description="What frames without the person get (they stay marked "
+                                   "invalid in the motion file)")
+    flip_test: BoolProperty(name="Flip Test", default=False,
+                            description="IKOL network: also run the mirrored crop and average "
+                                        "(twice the work)")
+    half: BoolProperty(name="Half Precision", default=False,
+                       description="IKOL network: run in float16 (needs a CUDA device)")
     smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, max=1.0, subtype="FACTOR",
                              description="Temporal smoothing of video: 0 raw, 1 heavy")
     fov: FloatProperty(

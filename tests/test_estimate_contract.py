@@ -14,7 +14,8 @@ from ikol_blender.backend_process import EstimateOptions, estimate_command
 def test_estimate_command_means_the_options(tmp_path: Path):
     options = EstimateOptions(front_end="ikol", start=3, stop=90, stride=2, smooth=0.4, fov=62.5,
                               device="cpu", smpl=tmp_path / "SMPL_NEUTRAL.npz",
-                              checkpoint=tmp_path / "ikol.pth")
+                              checkpoint=tmp_path / "ikol.pth", person=1, fill="hold",
+                              flip_test=True, half=True)
     command = estimate_command("python", [tmp_path / "a.png", tmp_path / "b.png"],
                                tmp_path / "motion.npz", options)
     assert command[:3] == ["python", "-m", "ikol_backend"]
@@ -24,6 +25,7 @@ def test_estimate_command_means_the_options(tmp_path: Path):
     assert (args.front_end, args.start, args.stop, args.stride) == ("ikol", 3, 90, 2)
     assert (args.smooth, args.fov, args.device) == (0.4, 62.5, "cpu")
     assert (args.smpl, args.checkpoint) == (options.smpl, options.checkpoint)
+    assert (args.person, args.fill, args.flip_test, args.half) == (1, "hold", True, True)
 
 
 def test_default_options_leave_the_backend_defaults(tmp_path: Path):

@@ -135,6 +135,8 @@ def _estimate_options(settings) -> EstimateOptions:
         device=prefs.device if prefs else "auto",
         smpl=chosen(prefs.smpl_model) if prefs else None,
         checkpoint=chosen(prefs.checkpoint) if prefs else None,
+        person=settings.person, fill=settings.fill,
+        flip_test=settings.flip_test, half=settings.half,
     )
 
 

@@ -45,7 +45,13 @@ class IKOL_PT_estimate(bpy.types.Panel):
         frames.prop(settings, "start")
         frames.prop(settings, "stop")
         frames.prop(settings, "stride")
+        options.prop(settings, "person")
+        options.prop(settings, "fill")
         options.prop(settings, "front_end")
+        if settings.front_end == "ikol":
+            network = options.column(heading="Network")
+            network.prop(settings, "flip_test")
+            network.prop(settings, "half")
         options.prop(settings, "smoothing")
         options.prop(settings, "fov")
         options.prop(settings, "target")

@@ -291,7 +291,9 @@ def test_panel_options_and_preferences_reach_the_backend(smpl_preference, standi
     settings = bpy.context.scene.ikol
     settings.front_end, settings.start, settings.stop, settings.stride = "ikol", 2, 40, 3
     settings.smoothing, settings.fov = 0.25, 60.0
+    settings.person, settings.fill, settings.flip_test, settings.half = 1, "none", True, True
     options = estimate_pose._estimate_options(settings)
+    assert (options.person, options.fill, options.flip_test, options.half) == (1, "none", True, True)
     assert (options.front_end, options.start, options.stop, options.stride) == ("ikol", 2, 40, 3)
     assert (options.smooth, options.fov, options.device) == (0.25, 60.0, "cpu")
     assert (options.smpl, options.checkpoint) == (standin, tmp_path / "ikol.pth")
