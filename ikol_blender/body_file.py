@@ -5,13 +5,13 @@ needs. No bpy here. Positions are in the SMPL model frame (Y up, X to the body's
 forward, metres).
 """
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .backend_process import run_backend
+from .motion import read_arrays
 from .smpl import NUM_BETAS, NUM_JOINTS
 
 NUM_POSE_FEATURES = 9 * (NUM_JOINTS - 1)  # 207
@@ -89,13 +89,7 @@ def export_body(python: str, smpl_path: Path | None, betas: np.ndarray, out_dir:
 
 def load_body(path: Path) -> Body:
     """Read a body file; raise BodyFileError naming what is wrong."""
-    if not path.is_file():
-        raise BodyFileError(f"Body file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise BodyFileError(f"Not a readable .npz body file: {path} ({exc})") from exc
+    arrays = read_arrays(path, BodyFileError, "body")
     rest_joints = _array(arrays, "rest_joints", (NUM_JOINTS, 3), path)
     betas = _array(arrays, "betas", (NUM_BETAS,), path)
     mesh = None

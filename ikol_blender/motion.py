@@ -78,7 +78,7 @@ def load_motion(path: Path) -> Motion:
     a `format_version` (this project's) are in the SMPL model frame (up_axis "Y"); others are
     taken to be in a Z-up world, as AMASS is (up_axis "Z").
     """
-    arrays = _read_arrays(path)
+    arrays = read_arrays(path)
     missing = [key for key in ("poses", "trans") if key not in arrays]
     if missing:
         raise MotionFileError(f"{path.name} is not a motion file: missing {', '.join(missing)}")
@@ -117,10 +117,12 @@ def load_motion(path: Path) -> Motion:
     )
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array of the .npz that loads without unpickling."""
+def read_arrays(path: Path, error: type[ValueError] = MotionFileError,
+                what: str = "motion") -> dict[str, np.ndarray]:
+    """Every array of the .npz that loads without unpickling; `error` says when the file is
+    missing or not a readable .npz (`what`: the kind of file, for the message)."""
     if not path.is_file():
-        raise MotionFileError(f"Motion file not found: {path}")
+        raise error(f"{what.capitalize()} file not found: {path}")
     arrays = {}
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -130,7 +132,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
                 except ValueError:  # a pickled object: never loaded
                     continue
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise MotionFileError(f"Not a readable .npz motion file: {path} ({exc})") from exc
+        raise error(f"Not a readable .npz {what} file: {path} ({exc})") from exc
     return arrays
 
 

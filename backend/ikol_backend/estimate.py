@@ -13,8 +13,8 @@ frame's root translation is then fitted through the camera.
 import dataclasses
 import time
 from collections import defaultdict
-from contextlib import nullcontext
-from collections.abc import Sequence
+from contextlib import contextmanager, nullcontext
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from .body.tree import NUM_JOINTS, NUM_POINTS
 from .camera import DEFAULT_FOV_DEG, fit_translation, intrinsics
 from .errors import BackendError
 from .events import Events
-from .frontends.blazepose import BlazePose
+from .frontends.blazepose import BlazePose, PoseLandmarks
 from .frontends.blazepose_to_smpl import REST_SIDES, SIDE_JOINTS, SIDE_SEEN
 from .frontends.ikol_net import IkolNetFrontEnd
 from .ik.ikol_layer import ikol
@@ -87,17 +87,15 @@ def estimate(
     check_output(output)
     device = _device(options.device)
     body = load_smpl(options.smpl) if options.smpl is not None else default_skeleton()
-    seconds: dict[str, float] = defaultdict(float)
-    tick = time.perf_counter()
-    source = open_source(inputs, options.frame_range)  # checks every input before models load
-    seconds["decode"] += time.perf_counter() - tick
+    clock = _StageClock()
+    with clock("decode"):
+        source = open_source(inputs, options.frame_range)  # checks every input before models load
     network = None
     if options.front_end == "ikol":
-        tick = time.perf_counter()
-        network = IkolNetFrontEnd(options.checkpoint, device, half=options.half,
-                                  flip_test=options.flip_test, reference_body=body,
-                                  batch_size=NETWORK_BATCH[device.type])
-        seconds["network"] += time.perf_counter() - tick
+        with clock("network"):
+            network = IkolNetFrontEnd(options.checkpoint, device, half=options.half,
+                                      flip_test=options.flip_test, reference_body=body,
+                                      batch_size=NETWORK_BATCH[device.type])
     is_video = source.fps is not None
     total = source.frame_count or 0
     events.emit("start", frames=total, front_end=options.front_end, device=device.type)
@@ -109,73 +107,87 @@ def estimate(
     batches = NetworkBatches(network, camera, log) if network is not None else None
     valid: list[bool] = []
     began = time.perf_counter()
+    frames = iter(source)
     with BlazePose() as detector, (BlazePose(video=True) if is_video else nullcontext()) as follower:
         tracker = PersonTracker(detector, options.person, video=follower)
-        tick = time.perf_counter()
-        for frame in source:
-            seconds["decode"] += time.perf_counter() - tick
-            tick = time.perf_counter()
-            small, scale = downscaled(frame.rgb)
-            marks = tracker.track(small)
+        while True:
+            with clock("decode"):
+                frame = next(frames, None)
+            if frame is None:
+                break
+            with clock("landmarks"):
+                small, scale = downscaled(frame.rgb)
+                marks = tracker.track(small)
             valid.append(marks is not None)
             if marks is None:
                 name = source.paths[0 if is_video else frame.index].name
                 events.emit("warning", code="no_person", frame=frame.index,
                             message=f"No person found in frame {frame.index} ({name}).")
                 log.add(frame.index, None)
-                seconds["landmarks"] += time.perf_counter() - tick
+            elif batches is None:
+                with clock("landmarks"):
+                    log.add(frame.index, landmark_row(_full_resolution(marks, scale)))
             else:
-                marks = dataclasses.replace(marks, image=marks.image / scale)
-                if batches is None:
-                    log.add(frame.index, landmark_row(marks))
-                    seconds["landmarks"] += time.perf_counter() - tick
-                else:
-                    seconds["landmarks"] += time.perf_counter() - tick
-                    tick = time.perf_counter()
-                    batches.add(frame.index, frame.rgb, marks)
-                    seconds["network"] += time.perf_counter() - tick
+                with clock("network"):
+                    batches.add(frame.index, frame.rgb, _full_resolution(marks, scale))
             done = len(valid)
             events.emit("progress", done=done, total=max(total, done),
                         frames_per_s=done / (time.perf_counter() - began))
-            tick = time.perf_counter()
     if batches is not None:
-        tick = time.perf_counter()
-        batches.run()
-        seconds["network"] += time.perf_counter() - tick
+        with clock("network"):
+            batches.run()
 
     if not any(valid):
         raise BackendError("no_person", _nobody_message(options.person, tracker.people_at_start))
 
-    tick = time.perf_counter()
-    frame_rate = source.fps / options.frame_range.stride if is_video else STILL_FRAME_RATE
-    seen = log.finish(valid)
-    prepared = _prepared(seen, camera, frame_rate if is_video else None, options)
-    solved = seen.valid if options.fill == "none" else np.ones_like(seen.valid)
-    arrays = _solve(body, prepared, solved, camera, device)
-    seconds["ik"] += time.perf_counter() - tick
+    with clock("ik"):
+        frame_rate = source.fps / options.frame_range.stride if is_video else STILL_FRAME_RATE
+        seen = log.finish(valid)
+        prepared = _prepared(seen, camera, frame_rate if is_video else None, options)
+        solved = seen.valid if options.fill == "none" else np.ones_like(seen.valid)
+        arrays = _solve(body, prepared, solved, camera, device)
 
-    tick = time.perf_counter()
-    write_motion(output, {
-        **arrays,
-        "gender": np.array(body.gender),
-        "mocap_framerate": np.float64(frame_rate),
-        "valid": seen.valid,
-        "frame_index": seen.frame_index,
-        "keypoints_2d": seen.keypoints_2d.astype(np.float32),
-        "camera_intrinsics": camera.astype(np.float32),
-        "image_size": np.array(source.frame_size, dtype=np.int32),
-        "source": np.array(str(inputs[0]) if len(inputs) == 1 else str(Path(inputs[0]).parent)),
-        "body_model": np.array(body.name),
-        "front_end": np.array(options.front_end),
-    })
-    seconds["write"] += time.perf_counter() - tick
+    with clock("write"):
+        write_motion(output, {
+            **arrays,
+            "gender": np.array(body.gender),
+            "mocap_framerate": np.float64(frame_rate),
+            "valid": seen.valid,
+            "frame_index": seen.frame_index,
+            "keypoints_2d": seen.keypoints_2d.astype(np.float32),
+            "camera_intrinsics": camera.astype(np.float32),
+            "image_size": np.array(source.frame_size, dtype=np.int32),
+            "source": np.array(str(inputs[0]) if len(inputs) == 1 else str(Path(inputs[0]).parent)),
+            "body_model": np.array(body.name),
+            "front_end": np.array(options.front_end),
+        })
     summary = {
         "frames": len(valid),
         "valid_frames": int(sum(valid)),
-        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "seconds": {k: round(v, 3) for k, v in clock.seconds.items()},
     }
     events.emit("result", path=str(output), summary=summary)
     return summary
+
+
+class _StageClock:
+    """Seconds spent per stage (decode, landmarks, network, ik, write); `with clock(stage):`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+
+def _full_resolution(marks: PoseLandmarks, scale: float) -> PoseLandmarks:
+    """Landmarks found on a frame downscaled by `scale`, in the full frame's pixels."""
+    return dataclasses.replace(marks, image=marks.image / scale)
 
 
 def _check_options(options: EstimateOptions) -> None:

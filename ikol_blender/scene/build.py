@@ -12,6 +12,7 @@ from ..smpl import Y_UP_TO_Z_UP
 from .armature import build_armature, key_motion
 from .body_mesh import build_body_mesh
 from .camera import build_camera, set_render_size
+from .rollback import kept_on_failure
 from .smpl_body import build_smpl_mesh
 
 
@@ -40,25 +41,14 @@ def build_scene(motion: Motion, name: str, body: Body | bool = True,
     All or nothing: if anything fails, what was added is removed again and the error raised.
     """
     motion = _on_skeleton(motion, body if isinstance(body, Body) else None)
-    scene = bpy.context.scene
-    before = {kind: set(getattr(bpy.data, kind)) for kind in _MADE_HERE}
-    saved = (scene.frame_start, scene.frame_end, scene.render.fps, scene.render.fps_base,
-             scene.render.resolution_x, scene.render.resolution_y, scene.camera)
-    try:
+    with kept_on_failure(bpy.context.scene):
         return _build(motion, name, body, camera)
-    except BaseException:
-        for kind in _MADE_HERE:
-            collection = getattr(bpy.data, kind)
-            for block in set(collection) - before[kind]:
-                collection.remove(block)
-        (scene.frame_start, scene.frame_end, scene.render.fps, scene.render.fps_base,
-         scene.render.resolution_x, scene.render.resolution_y, scene.camera) = saved
-        raise
 
 
-# Kinds of data-blocks the scene writer creates (objects first: they use the others). A mesh's
-# shape keys and their drivers go with the mesh.
-_MADE_HERE = ("objects", "armatures", "meshes", "cameras", "actions", "materials")
+def set_frame_rate(scene: bpy.types.Scene, rate: float) -> None:
+    """Frames per second as Blender holds them: a whole number over a base (29.97 = 30/1.001)."""
+    scene.render.fps = max(1, round(rate))
+    scene.render.fps_base = scene.render.fps / rate
 
 
 def _build(motion: Motion, name: str, body: Body | bool, camera: bool) -> BuiltScene:
@@ -66,8 +56,7 @@ def _build(motion: Motion, name: str, body: Body | bool, camera: bool) -> BuiltS
     key_motion(armature, motion)
     scene = bpy.context.scene
     scene.frame_start, scene.frame_end = 1, motion.num_frames
-    scene.render.fps = max(1, round(motion.frame_rate))
-    scene.render.fps_base = scene.render.fps / motion.frame_rate
+    set_frame_rate(scene, motion.frame_rate)
     if isinstance(body, Body) and body.mesh is not None:
         betas = motion.betas if motion.betas.ndim == 2 else body.betas
         mesh = build_smpl_mesh(armature, body.mesh, f"{name}_body", betas)

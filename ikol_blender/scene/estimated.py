@@ -9,8 +9,6 @@ scene frames where the movie shows each source frame (`frame_index`), the scene 
 movie's frame rate, and with a stride above 1 the body is interpolated between estimated frames.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import bpy
@@ -21,17 +19,11 @@ from ..footage import Footage
 from ..motion import Motion
 from ..retarget.bake import RetargetOptions, RetargetResult, retarget
 from ..retarget.bonemap import BoneMap
-from .build import BuiltScene, build_scene
+from .build import BuiltScene, build_scene, set_frame_rate
+from .rollback import kept_on_failure
 from .camera import add_clip_background, add_image_background, clip_scene_frames, load_clip
 from .keyframes import move_keys
 
-# Data-block kinds the scene is made of (objects first: they use the others).
-_KINDS = ("objects", "armatures", "meshes", "cameras", "actions", "materials", "images",
-          "movieclips", "lights", "worlds", "node_groups")
-_SCENE_SETTINGS = ("frame_start", "frame_end", "frame_current", "camera", "render.fps",
-                   "render.fps_base", "render.resolution_x", "render.resolution_y",
-                   "render.resolution_percentage", "render.pixel_aspect_x",
-                   "render.pixel_aspect_y")
 
 
 @dataclass(frozen=True)
@@ -110,59 +102,3 @@ def _add_footage(built: BuiltScene, motion: Motion, footage: Footage) -> list[st
         return [f"The footage is {size[0]}x{size[1]} pixels but was read as {width}x{height} "
                 "(rotated by its metadata?): the background will not line up"]
     return []
-
-
-def set_frame_rate(scene: bpy.types.Scene, rate: float) -> None:
-    """Frames per second as Blender holds them: a whole number over a base (29.97 = 30/1.001)."""
-    scene.render.fps = max(1, round(rate))
-    scene.render.fps_base = scene.render.fps / rate
-
-
-@contextmanager
-def kept_on_failure(scene: bpy.types.Scene, target: bpy.types.Object | None = None) -> Iterator[None]:
-    """Undo everything made in the block if it raises: new data-blocks are removed, the scene's
-    frame range, frame rate, render size and camera restored, and `target`'s animation (the
-    armature being retargeted onto) put back."""
-    before = {kind: set(getattr(bpy.data, kind)) for kind in _KINDS}
-    settings = {name: _get(scene, name) for name in _SCENE_SETTINGS}
-    animation = _animation_state(target)
-    try:
-        yield
-    except BaseException:
-        for kind in _KINDS:
-            collection = getattr(bpy.data, kind)
-            for block in set(collection) - before[kind]:
-                collection.remove(block)
-        for name, value in settings.items():
-            _set(scene, name, value)
-        if target is not None:
-            _restore_animation(target, animation)
-        raise
-
-
-def _get(owner: object, dotted: str) -> object:
-    for name in dotted.split("."):
-        owner = getattr(owner, name)
-    return owner
-
-
-def _set(owner: object, dotted: str, value: object) -> None:
-    *path, name = dotted.split(".")
-    setattr(_get(owner, ".".join(path)) if path else owner, name, value)
-
-
-def _animation_state(obj: bpy.types.Object | None) -> tuple | None:
-    """The object's action and (4.4+) slot, or None when it has no animation data."""
-    if obj is None or obj.animation_data is None:
-        return None
-    return obj.animation_data.action, getattr(obj.animation_data, "action_slot", None)
-
-
-def _restore_animation(obj: bpy.types.Object, state: tuple | None) -> None:
-    if state is None:
-        obj.animation_data_clear()
-        return
-    action, slot = state
-    obj.animation_data.action = action
-    if slot is not None:
-        obj.animation_data.action_slot = slot

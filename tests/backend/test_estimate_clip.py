@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.tools.sample_clip import write_frames
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "person.png"
 FRAMES = 8
@@ -26,6 +28,11 @@ def shifted_frames() -> list[np.ndarray]:
     return frames
 
 
+def write_clip(path: Path, frames: list[np.ndarray], fps: float = 24.0) -> Path:
+    """An MJPG .avi of BGR frames."""
+    return write_frames(path, frames, fps, "MJPG")
+
+
 def estimate(*args: str | Path) -> tuple[subprocess.CompletedProcess, list[dict]]:
     result = subprocess.run(
         [sys.executable, "-m", "ikol_backend", "estimate", *map(str, args), "--events"],
@@ -36,14 +43,7 @@ def estimate(*args: str | Path) -> tuple[subprocess.CompletedProcess, list[dict]
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("clip") / "walk.avi"
-    frames = shifted_frames()
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 24.0, (width, height))
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
+    return write_clip(tmp_path_factory.mktemp("clip") / "walk.avi", shifted_frames())
 
 
 def test_clip_gives_one_pose_per_frame_following_the_person(clip: Path, tmp_path: Path):
@@ -106,15 +106,6 @@ def test_focal_length_must_be_positive(clip: Path, tmp_path: Path):
     assert result.returncode == 2
     assert events[-1] == {"event": "error", "code": "bad_camera",
                           "message": "--focal must be a positive number of pixels, not -5"}
-
-
-def write_clip(path: Path, frames: list[np.ndarray], fps: float = 24.0) -> Path:
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 def empty_like(frame: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from ikol_backend.readers import FrameRange, downscaled, open_source
 from ikol_backend.readers import video
 from ikol_backend.readers.images import check_exists, read_image
 from ikol_backend.readers.video import frame_rate
+from tests.tools.sample_clip import write_frames
 
 WIDTH, HEIGHT = 64, 48
 FPS = 25.0
@@ -47,12 +48,8 @@ def frame_number(rgb: np.ndarray) -> int:
 
 
 def write_video(path: Path, fourcc: str, count: int = FRAMES) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), FPS, (WIDTH, HEIGHT))
-    assert writer.isOpened(), f"this OpenCV cannot write {fourcc} into {path.suffix}"
-    for number in range(count):
-        writer.write(cv2.cvtColor(coded_frame(number), cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
+    frames = (cv2.cvtColor(coded_frame(number), cv2.COLOR_RGB2BGR) for number in range(count))
+    return write_frames(path, frames, FPS, fourcc, size=(WIDTH, HEIGHT))
 
 
 def write_image(path: Path, number: int) -> Path:
@@ -165,10 +162,7 @@ def test_video_orientation_from_the_container_is_applied(tmp_path):
 def test_video_is_streamed_not_held(tmp_path):
     width, height, count = 320, 240, 80
     path = tmp_path / "long.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (width, height))
-    for number in range(count):
-        writer.write(np.full((height, width, 3), number, np.uint8))
-    writer.release()
+    write_frames(path, (np.full((height, width, 3), number, np.uint8) for number in range(count)), FPS)
     frame_bytes = width * height * 3
     source = open_source([path])
 

@@ -1,6 +1,7 @@
 """Short test footage made from the sample photo: frame k is the photo moved and scaled a
 little, with k shown as the grey level of a square in the top-left corner."""
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -30,17 +31,29 @@ def frame_image(frame: int) -> np.ndarray:
     return image
 
 
-def write_clip(path: Path, frames: int = 6) -> Path:
-    """An MP4 (mp4v) of frame_image(0), ..., frame_image(frames - 1) at FPS."""
-    first = frame_image(0)
-    size = first.shape[1], first.shape[0]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, size)
+def write_frames(path: Path, frames: Iterable[np.ndarray], fps: float = FPS, fourcc: str = "mp4v",
+                 size: tuple[int, int] | None = None) -> Path:
+    """A video of (H, W, 3) uint8 BGR frames through OpenCV; `size` (width, height) defaults to
+    the first frame's (give it for a video without frames)."""
+    frames = iter(frames)
+    first = next(frames, None)
+    if size is None:
+        size = first.shape[1], first.shape[0]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
     try:
-        for frame in range(frames):
-            writer.write(frame_image(frame))
+        assert writer.isOpened(), f"this OpenCV cannot write {fourcc} into {path.suffix}"
+        if first is not None:
+            writer.write(first)
+        for frame in frames:
+            writer.write(frame)
     finally:
         writer.release()
     return path
+
+
+def write_clip(path: Path, frames: int = 6) -> Path:
+    """An MP4 (mp4v) of frame_image(0), ..., frame_image(frames - 1) at FPS."""
+    return write_frames(path, (frame_image(frame) for frame in range(frames)))
 
 
 def write_images(folder: Path, names: list[str]) -> list[Path]:

@@ -20,6 +20,7 @@ LANDMARK_NAMES: tuple[str, ...] = (
     "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
     "right_heel", "left_foot_index", "right_foot_index",
 )
+LANDMARK_INDEX: dict[str, int] = {name: i for i, name in enumerate(LANDMARK_NAMES)}
 
 _MID_HIP = {"left_hip": 0.5, "right_hip": 0.5}
 _MID_SHOULDER = {"left_shoulder": 0.5, "right_shoulder": 0.5}
@@ -68,11 +69,10 @@ SMPL_FROM_BLAZEPOSE: dict[str, dict[str, float]] = {
 
 def mapping_matrix() -> np.ndarray:
     """(29, 33) weights: SMPL points (joint order, then leaf points) from landmarks."""
-    index = {name: i for i, name in enumerate(LANDMARK_NAMES)}
     matrix = np.zeros((len(JOINT_NAMES) + len(LEAF_NAMES), NUM_LANDMARKS))
     for row, name in enumerate(JOINT_NAMES + LEAF_NAMES):
         for landmark, weight in SMPL_FROM_BLAZEPOSE[name].items():
-            matrix[row, index[landmark]] += weight
+            matrix[row, LANDMARK_INDEX[landmark]] += weight
     return matrix
 
 
@@ -115,11 +115,10 @@ def side_vectors(marks: PoseLandmarks) -> tuple[np.ndarray, np.ndarray]:
             metres (not normalised).
         confidence: (5,) the smallest visibility among the landmarks used.
     """
-    index = {name: i for i, name in enumerate(LANDMARK_NAMES)}
     world = marks.world @ CAMERA_TO_MODEL.T
 
     def at(name: str) -> np.ndarray:
-        return world[index[name]]
+        return world[LANDMARK_INDEX[name]]
 
     sides, used = [], []
     for s in ("left", "right"):
@@ -131,5 +130,5 @@ def side_vectors(marks: PoseLandmarks) -> tuple[np.ndarray, np.ndarray]:
         used.append((f"{s}_heel", f"{s}_foot_index", f"{s}_ankle"))
     sides.append(at("left_ear") - at("right_ear"))
     used.append(("left_ear", "right_ear"))
-    confidence = np.array([min(marks.visibility[index[n]] for n in names) for names in used])
+    confidence = np.array([min(marks.visibility[LANDMARK_INDEX[n]] for n in names) for names in used])
     return np.stack(sides), confidence
