@@ -2,7 +2,10 @@
 downscaling, streaming, and every bad input with its exact message."""
 
 import struct
+import subprocess
+import sys
 import tracemalloc
+import zlib
 from pathlib import Path
 
 import cv2
@@ -12,7 +15,7 @@ from PIL import Image
 
 from ikol_backend.errors import EXIT_BAD_INPUT, EXIT_USAGE, BackendError
 from ikol_backend.readers import FrameRange, downscaled, open_source
-from ikol_backend.readers import video
+from ikol_backend.readers import images, video
 from ikol_backend.readers.images import check_exists, read_image
 from ikol_backend.readers.video import frame_rate
 from tests.tools.sample_clip import write_frames
@@ -117,6 +120,80 @@ def test_exif_orientation_is_honoured(tmp_path):
     assert frame.rgb.shape == (40, 20, 3) and source.frame_size == (20, 40)
     assert frame.rgb[:18, :, 0].min() > 200 and frame.rgb[22:, :, 0].max() < 50  # red on top
     np.testing.assert_array_equal(read_image(path), frame.rgb)
+
+
+def test_a_jpeg_cut_short_is_refused_as_damaged(tmp_path):
+    whole = write_image(tmp_path / "whole.jpg", 5)
+    data = whole.read_bytes()
+    progressive = cv2.imencode(".jpg", coded_frame(6), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    for name, cut in (("cut.jpg", data[:len(data) * 19 // 20]),
+                      ("cut_progressive.jpeg", progressive[:len(progressive) * 2 // 3]),
+                      ("padded.jpg", data[:len(data) // 2] + bytes(len(data))),
+                      ("no_end.jpg", data[:-2])):
+        path = tmp_path / name
+        path.write_bytes(cut)
+        check_error(lambda: open_source([path]), "input_unreadable",
+                    f"Image is damaged (cut short): {path}")
+    # Data after the end-of-image marker (phones append videos and metadata) is fine.
+    appended = tmp_path / "motion_photo.jpg"
+    appended.write_bytes(data + b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    assert [frame_number(f.rgb) for f in open_source([appended])] == [5]
+
+
+def header_only_png(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header states width x height but whose pixel data is a few rows."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress(bytes(1 + 3 * min(width, 1000)) * 4)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return path
+
+
+def test_an_image_too_large_to_decode_is_refused_from_its_header(tmp_path):
+    for side, megapixels in ((100_000, 10_000), (30_000, 900)):
+        path = header_only_png(tmp_path / f"huge{side}.png", side, side)
+        check_error(lambda: open_source([path]), "input_unsupported",
+                    f"Image is too large: {side}x{side} pixels ({megapixels} megapixels); images "
+                    f"above 50 megapixels are read only as JPEG (decoded reduced). Scale it down "
+                    f"or save it as JPEG: {path}")
+
+
+def test_a_jpeg_above_the_pixel_budget_is_decoded_reduced(tmp_path, monkeypatch):
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), cv2.resize(cv2.cvtColor(coded_frame(9), cv2.COLOR_RGB2BGR), (300, 200),
+                                       interpolation=cv2.INTER_NEAREST))
+    monkeypatch.setattr(images, "MAX_DECODED_PIXELS", 10_000)  # 300x200 / 4 fits, / 2 does not
+    source = open_source([photo])
+    assert source.frame_size == (75, 50)
+    assert next(iter(source)).rgb.shape == (50, 75, 3)
+    monkeypatch.setattr(images, "MAX_DECODED_PIXELS", 900)  # 300x200 / 8 = 38x25 does not fit
+    check_error(lambda: open_source([photo]), "input_unsupported",
+                f"Image is too large: 300x200 pixels (0 megapixels); even decoded at 1/8 it is "
+                f"above 0 megapixels. Scale it down: {photo}")
+
+
+def test_a_huge_jpeg_takes_memory_for_the_reduced_image_only(tmp_path):
+    height, width = 6000, 9000  # 54 megapixels: 155 MiB as colour, decoded at half size
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:] = np.linspace(0, 255, height).astype(np.uint8)[:, None, None]
+    path = tmp_path / "huge.jpg"
+    cv2.imwrite(str(path), image)
+    del image
+    probe = (
+        "import resource, sys; from pathlib import Path\n"
+        "from ikol_backend.readers.images import read_image\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "rgb = read_image(Path(sys.argv[1]))\n"
+        "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+        "print(rgb.shape[0], rgb.shape[1], grown // 1024)\n")
+    result = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True,
+                            text=True, timeout=120, check=True)
+    rows, cols, grown_mib = map(int, result.stdout.split())
+    assert (rows, cols) == (height // 2, width // 2)
+    # The reduced image and its RGB copy: 2 x 39 MiB. Decoding it whole would take 309 MiB.
+    assert grown_mib < 120, grown_mib
 
 
 # --- video ----------------------------------------------------------------------------------
@@ -265,17 +342,65 @@ def test_truncated_and_corrupt_videos(clips, tmp_path):
                     f"Cannot open video (damaged, truncated or not a video): {path}")
 
 
-def test_truncated_stream_yields_what_it_holds(clips, tmp_path):
-    data = clips["mkv"].read_bytes()
-    cut = tmp_path / "cut.mkv"
-    cut.write_bytes(data[:len(data) * 2 // 3])
+def cut_copy(path: Path, folder: Path, share: float) -> Path:
+    """The first `share` of the file's bytes, as a file in `folder`: a download cut short."""
+    data = path.read_bytes()
+    cut = folder / f"cut{share:g}{path.suffix}"
+    cut.write_bytes(data[:int(len(data) * share)])
+    return cut
+
+
+def test_a_cut_video_keeps_the_frames_before_the_damage_with_a_note(clips, tmp_path):
+    cut = cut_copy(clips["avi"], tmp_path, 0.75)
     source = open_source([cut])
     assert source.frame_count == FRAMES  # from the header, which overstates a cut file
     held = numbers(source)
-    assert 5 < len(held) < FRAMES and held == [(n, n) for n in range(len(held))]
+    kept = len(held)
+    assert FRAMES / 2 <= kept < FRAMES and held == [(n, n) for n in range(kept)]
+    assert source.damage_note == (
+        f"Video is damaged: decoding stopped at frame {kept} of the {FRAMES} the container "
+        f"lists; {FRAMES - kept} of the {FRAMES} selected frames (frame {kept} on) are lost: {cut}")
+    strided = open_source([cut], FrameRange(stride=2))
+    assert numbers(strided) == [(n, n) for n in range(0, kept, 2)]
+    lost = len(range(kept + kept % 2, FRAMES, 2))
+    assert strided.damage_note.endswith(
+        f"; {lost} of the {FRAMES // 2} selected frames (frame {kept} on) are lost: {cut}")
+    before = open_source([cut], FrameRange(stop=kept))
+    assert len(numbers(before)) == kept and before.damage_note is None
+
+
+def test_a_video_overwritten_in_the_middle_is_noted(clips, tmp_path):
+    data = bytearray(clips["mp4"].read_bytes())
+    hole = len(data) * 3 // 10
+    data[hole:hole + len(data) // 20] = bytes(len(data) // 20)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(data)
+    source = open_source([damaged])
+    kept = [index for index, _ in numbers(source)]
+    assert FRAMES / 2 <= len(kept) < FRAMES and kept == list(range(len(kept)))
+    assert source.damage_note.startswith(
+        f"Video is damaged: decoding stopped at frame {len(kept)} of the {FRAMES} the container "
+        f"lists; {FRAMES - len(kept)} of the {FRAMES} selected frames")
+
+
+def test_a_video_with_too_few_frames_left_is_refused(clips, tmp_path):
+    cut = cut_copy(clips["mkv"], tmp_path, 2 / 3)
+    frames = iter(open_source([cut]))
+    held = []
+    with pytest.raises(BackendError) as caught:
+        for frame in frames:
+            held.append((frame.index, frame_number(frame.rgb)))
+    kept = len(held)
+    assert 0 < kept < FRAMES / 2 and held == [(n, n) for n in range(kept)]
+    assert (caught.value.code, caught.value.message) == ("input_unreadable", (
+        f"Video is damaged: only {kept} of the {FRAMES} selected frames decode (decoding "
+        f"stopped at frame {kept} of the {FRAMES} the container lists); at least 50% must. "
+        f"To use the frames before the damage, stop at frame {kept} (--stop {kept}): {cut}"))
     check_error(lambda: list(open_source([cut], FrameRange(start=FRAMES - 1))),
-                "bad_frame_range",
-                f"Frame range starts at frame {FRAMES - 1}, past the end of the video: {cut}")
+                "input_unreadable",
+                f"Video is damaged: only 0 of the 1 selected frames decode (decoding stopped at "
+                f"frame {kept} of the {FRAMES} the container lists); at least 50% must: {cut}")
+    assert len(numbers(open_source([cut], FrameRange(stop=kept)))) == kept
 
 
 def test_video_without_frames(tmp_path):

@@ -59,6 +59,7 @@ class ImageSource:
         self.frame_count: int | None = len(self._indices)
         self.fps: float | None = None  # stills have no frame rate: the caller picks one
         self.fps_note: str | None = None
+        self.damage_note: str | None = None  # a damaged image is an error, never a note
         self._first: Frame | None = self._read(self._indices[0])
         height, width = self._first.rgb.shape[:2]
         self.frame_size = (width, height)  # pixels, of the first frame (images may differ)

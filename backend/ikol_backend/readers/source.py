@@ -19,6 +19,8 @@ class FrameSource(Protocol):
     `fps`: the source's frames per second (before stride); None for images.
     `fps_note`: why `fps` is a stated default rather than the container's, or None.
     `frame_size`: (width, height) in pixels of the first full-resolution frame.
+    `damage_note`: after an iteration, what a damaged input lost (frames that did not decode
+    and where), or None; meant for a `warning` event.
     """
 
     paths: list[Path]
@@ -26,6 +28,7 @@ class FrameSource(Protocol):
     fps: float | None
     fps_note: str | None
     frame_size: tuple[int, int]
+    damage_note: str | None
 
     def __iter__(self) -> Iterator[Frame]: ...
 
