@@ -2,7 +2,6 @@
 
 import argparse
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -11,6 +10,7 @@ from . import __version__
 from .camera import DEFAULT_FOV_DEG
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BackendError
 from .events import Events
+from .interrupts import end_on_signals, ignore_signals
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,21 +82,21 @@ def _run_estimate(args: argparse.Namespace, events: Events) -> None:
     estimate(args.inputs, args.output, events, options)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # SIGTERM (the add-on's Cancel) unwinds like Ctrl-C, so partial files are removed.
-    signal.signal(signal.SIGTERM, _interrupt)
-    events = Events(json_lines=getattr(args, "events", False))
+    # SIGINT and SIGTERM (the add-on's Cancel) unwind like Ctrl-C from here on, while torch
+    # loads for the parser too, so partial files are removed and the exit is 130.
+    end_on_signals()
+    argv = sys.argv[1:] if argv is None else argv
+    events = Events(json_lines="--events" in argv)
     try:
+        args = build_parser().parse_args(argv)
+        events = Events(json_lines=getattr(args, "events", False))
         args.run(args, events)
     except BackendError as exc:
         events.emit("error", code=exc.code, message=exc.message)
         return exc.exit_code
     except KeyboardInterrupt:
+        ignore_signals()  # a second signal must not cut the report short
         events.emit("error", code="interrupted", message="Interrupted.")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: the message goes to the caller, the trace to stderr

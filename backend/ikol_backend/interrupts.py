@@ -1,0 +1,41 @@
+"""SIGINT and SIGTERM (the add-on's Cancel) end the backend like Ctrl-C: a KeyboardInterrupt
+that unwinds, so partial files are removed, and then exit 130 with an `interrupted` error.
+
+Installed first thing, before torch and MediaPipe load (a second or two), so a signal during
+start-up ends the same way. Standard library only, to stay quick to import.
+"""
+
+import os
+import signal
+import sys
+
+EXIT_INTERRUPTED = 130
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def end_on_signals() -> None:
+    """From now on SIGINT and SIGTERM raise KeyboardInterrupt in the main thread."""
+    for number in SIGNALS:
+        signal.signal(number, _raise_interrupt)
+
+
+def ignore_signals() -> None:
+    """Once an interrupt is being handled: further signals must not cut the report short."""
+    for number in SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+
+
+def exit_interrupted(events_requested: bool) -> None:
+    """End at once with exit 130 after the `interrupted` error, for an interrupt that came
+    before the command line was read (the events module may not be loaded yet)."""
+    ignore_signals()
+    from .events import Events  # standard library only
+
+    Events(json_lines=events_requested).emit("error", code="interrupted", message="Interrupted.")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
