@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ikol_backend.errors import BackendError
-from ikol_backend.writers.motion import write_motion
+from ikol_backend.writers.motion import check_output, write_motion
 
 
 def test_written_file_reads_back(tmp_path: Path):
@@ -39,6 +39,19 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path):
         write_motion(tmp_path / "nope" / "m.npz", {})
     assert error.value.code == "output_unwritable"
     assert error.value.message == f"Output folder does not exist: {tmp_path / 'nope'}"
+
+
+def test_an_existing_folder_as_the_output_is_refused_and_left_alone(tmp_path: Path):
+    folder = tmp_path / "taken.npz"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    for call in (lambda: check_output(folder), lambda: write_motion(folder, {})):
+        with pytest.raises(BackendError) as error:
+            call()
+        assert (error.value.code, error.value.message) == (
+            "output_unwritable", f"The output is a folder, not a file name: {folder}")
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.npz"]
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"]
 
 
 def test_json_on_request_holds_the_same_keys_and_values(tmp_path: Path):

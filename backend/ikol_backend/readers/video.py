@@ -21,7 +21,7 @@ SEEK_MIN_GAP = 300
 MIN_DECODED_SHARE = 0.5
 # Frames a container's frame count may overstate (some estimate it from the duration) before a
 # video that ends early counts as damaged.
-COUNT_SLACK = 2
+COUNT_SLACK = 1
 
 
 def frame_rate(reported: float) -> tuple[float, str | None]:

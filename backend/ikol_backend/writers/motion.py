@@ -14,7 +14,9 @@ FORMAT_VERSION = 1
 
 
 def check_output(path: Path) -> None:
-    """Fail early, before any work, when `path`'s folder is missing or not writable."""
+    """Fail early, before any work, when `path` is a folder, or its folder is missing or not
+    writable."""
+    _check_not_folder(path)
     folder = _folder(path)
     if not folder.is_dir():
         raise BackendError("output_unwritable", f"Output folder does not exist: {folder}")
@@ -30,6 +32,7 @@ def write_motion(path: Path, arrays: dict[str, np.ndarray]) -> None:
     The data go to a temporary file beside `path`, which is then renamed over it, so a reader
     never sees half a file and a failed write leaves any earlier file untouched.
     """
+    _check_not_folder(path)
     folder = _folder(path)
     if not folder.is_dir():
         raise BackendError("output_unwritable", f"Output folder does not exist: {folder}")
@@ -61,6 +64,12 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _check_not_folder(path: Path) -> None:
+    if path.is_dir():
+        raise BackendError("output_unwritable",
+                           f"The output is a folder, not a file name: {path}")
 
 
 def _folder(path: Path) -> Path:
