@@ -15,11 +15,12 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from .processes import end_process_group
 
 ENV_FOLDER = "backend-env"
 INSTALL_LOG = "install-backend.log"
@@ -192,12 +193,7 @@ class Steps:
         """End the running step and its children; the steps end with an error."""
         if self.done:
             return
-        if self._process.poll() is None:
-            if hasattr(os, "killpg"):
-                os.killpg(self._process.pid, signal.SIGTERM)
-            else:
-                self._process.terminate()
-            self._process.wait()
+        end_process_group(self._process)  # bounded: a step that ignores SIGTERM is killed
         self._fail("cancelled")
 
     def last_line(self) -> str:

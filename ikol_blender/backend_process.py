@@ -6,13 +6,14 @@ No bpy here: the headless CLI and the modal operator both drive the backend thro
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from .processes import GRACE_S, end_process_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,19 +171,9 @@ class BackendRun:
             )
         return self._result
 
-    def cancel(self, grace: float = 0.5) -> None:
+    def cancel(self, grace: float = GRACE_S) -> None:
         """End the backend's whole process group: SIGTERM, then SIGKILL after `grace` s."""
-        if self._process.poll() is None:
-            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-                try:
-                    os.killpg(self._process.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self._process.wait(timeout=wait)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+        end_process_group(self._process, grace)
         for reader in self._readers:
             reader.join(timeout=1.0)
 
