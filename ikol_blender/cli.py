@@ -3,17 +3,24 @@
     blender --background --python ikol_blender/cli.py -- --input PHOTO --output scene.blend
     python ikol_blender/cli.py --input PHOTO --output scene.blend   (a Python with the bpy module)
     python ikol_blender/cli.py --demo   (the bundled sample photo, writing out/)
+    python ikol_blender/cli.py --motion walk.npz --retarget rig.blend --output walk.blend
 
 The same path as the Estimate Pose operator: the backend job (job.py), then the scene with the
 matched camera and the footage behind it (scene/estimated.py); then, if asked, a render over
-the footage and an FBX or BVH export through Blender's own exporters. Every output appears
-whole or not at all. Exits 0 on success and 1 on failure, with the reason on stderr (2 for
-bad arguments).
+the footage and an FBX or BVH export through Blender's own exporters. Without --input, an
+existing motion file (--motion) is loaded instead of estimating one (then retargeted with
+--retarget). Outputs are checked before any work and appear all together, each whole, or not
+at all (outputs.py).
+
+Exit codes: 0 success; 1 failure (the reason on stderr: the backend's message, a scene, render
+or export that cannot be made); 2 bad arguments (also outputs that cannot be written and
+--retarget or --motion files that are missing or of the wrong kind, found before any work);
+130 interrupted (SIGINT or SIGTERM: the backend is ended and every temporary file removed).
 """
 
 import argparse
-import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -23,14 +30,18 @@ if __package__ in (None, ""):  # run as a script: make the add-on importable as 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "ikol_blender"
 
-from .backend_process import REPO_ROOT, BackendFailed, EstimateOptions
-from .body_file import BodyFileError
+from .backend_process import REPO_ROOT, BackendFailed, EstimateOptions, backend_python
+from .body_file import Body, BodyFileError, export_body, load_body
 from .job import EstimateJob
-from .motion import MotionFileError
+from .motion import Motion, MotionFileError, load_motion
+from .outputs import OutputError, publish, unwritable_reason
 
 SAMPLE_PHOTO = REPO_ROOT / "samples" / "person.png"
 DEMO_OUT = Path("out")
 EXPORT_SUFFIXES = (".fbx", ".bvh")
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+# How .blend files start: plain, gzip-compressed (before 3.0) or zstd-compressed (3.0 on).
+BLEND_MAGICS = (b"BLENDER", b"\x1f\x8b", b"\x28\xb5\x2f\xfd")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -38,7 +49,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--input", type=Path, nargs="+",
                         help="photo(s), an image folder or a movie file of a person")
     parser.add_argument("--output", type=Path, help=".blend file to write")
-    parser.add_argument("--motion", type=Path, help="motion file to write (default: beside --output)")
+    parser.add_argument("--motion", type=Path,
+                        help="with --input: the motion file to write (default: beside --output); "
+                             "without: an existing motion file to use instead of estimating")
     estimate = parser.add_argument_group("estimation")
     estimate.add_argument("--front-end", choices=("default", "ikol"), default="default",
                           help="default: BlazePose; ikol: the IKOL network (needs --checkpoint)")
@@ -87,8 +100,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.input = args.input or [SAMPLE_PHOTO]
         args.output = args.output or DEMO_OUT / "scene.blend"
         args.render = args.render or DEMO_OUT / "render.png"
-    if args.input is None or args.output is None:
-        parser.error("--input and --output are required (or --demo)")
+    args.motion_given = args.input is None and args.motion is not None
+    if args.output is None or (args.input is None and args.motion is None):
+        parser.error("--input (or an existing --motion file) and --output are required (or --demo)")
+    if args.motion_given:
+        problem = _missing_file(args.motion, "--motion")
+        if problem is None and (args.render is not None or args.render_all is not None):
+            problem = "--render and --render-all need --input (the footage to render over)"
+        if problem is not None:
+            parser.error(problem)
     args.motion = args.motion or args.output.with_suffix(".npz")
     if args.export is not None and args.export.suffix.lower() not in EXPORT_SUFFIXES:
         parser.error("--export needs a .fbx or .bvh path")
@@ -98,7 +118,60 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--shape-keys needs --smpl")
     if args.samples < 1:
         parser.error("--samples must be 1 or more")
+    if args.retarget is not None:
+        problem = _missing_file(args.retarget, "--retarget") or _not_a_blend(args.retarget)
+        if problem is not None:
+            parser.error(problem)
+    problem = _output_problem(args)
+    if problem is not None:
+        parser.error(problem)
     return args
+
+
+def _missing_file(path: Path, option: str) -> str | None:
+    if not path.exists():
+        return f"{option}: {path} does not exist"
+    if not path.is_file():
+        return f"{option}: {path} is not a file"
+    return None
+
+
+def _not_a_blend(path: Path) -> str | None:
+    """Why `path` is not a .blend file Blender can open (by its first bytes), or None."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(8)
+    except OSError as exc:
+        return f"--retarget: cannot read {path}: {exc.strerror or exc}"
+    if not start.startswith(BLEND_MAGICS):
+        return f"--retarget: {path} is not a .blend file"
+    return None
+
+
+def _outputs(args: argparse.Namespace) -> dict[str, Path]:
+    """The files the run is asked to write, by option."""
+    files = {"--output": args.output, "--render": args.render, "--export": args.export}
+    if not args.motion_given:
+        files["--motion"] = args.motion
+    return {option: path for option, path in files.items() if path is not None}
+
+
+def _output_problem(args: argparse.Namespace) -> str | None:
+    """Why the outputs cannot be written as asked, or None: found before any work."""
+    files = _outputs(args)
+    seen: dict[Path, str] = {}
+    for option, path in files.items():
+        earlier = seen.setdefault(path.resolve(), option)
+        if earlier != option:
+            return f"{earlier} and {option} name the same file: {path}"
+        reason = unwritable_reason(path)
+        if reason is not None:
+            return f"{option}: {reason}"
+    if args.render_all is not None:
+        reason = unwritable_reason(args.render_all, folder=True)
+        if reason is not None:
+            return f"--render-all: {reason}"
+    return None
 
 
 def script_args() -> list[str]:
@@ -112,6 +185,25 @@ class SceneError(RuntimeError):
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    previous = {number: signal.signal(number, _interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _main(args)
+    except KeyboardInterrupt:  # the backend is ended and the temporary files are gone
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGINT or SIGTERM: unwind (ending the backend, removing temporary files) undisturbed."""
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="ikol-") as work:
         staged = {"motion": Path(work) / "motion.npz", "blend": Path(work) / "scene.blend",
                   "render": Path(work) / "render.png", "render_all": Path(work) / "frames"}
@@ -121,55 +213,53 @@ def main(argv: list[str]) -> int:
             summary, seconds = _run(args, staged)
         except (BackendFailed, MotionFileError, BodyFileError, SceneError) as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return 1
-        # Everything is made; only now do the outputs appear, each whole.
-        _publish(staged["motion"], args.motion)
-        _publish(staged["blend"], args.output)
+            return EXIT_FAILED
+        # Everything is made; only now do the outputs appear, all together, each whole.
+        pairs = [(staged["blend"], args.output)]
+        if not args.motion_given:
+            pairs.append((staged["motion"], args.motion))
         if args.render is not None:
-            _publish(staged["render"], args.render)
+            pairs.append((staged["render"], args.render))
         if args.render_all is not None:
-            for frame in sorted(staged["render_all"].iterdir()):
-                _publish(frame, args.render_all / frame.name)
+            pairs += [(frame, args.render_all / frame.name)
+                      for frame in sorted(staged["render_all"].iterdir())]
         if args.export is not None:
-            _publish(staged["export"], args.export)
+            pairs.append((staged["export"], args.export))
+        try:
+            publish(pairs)
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
 
-    print(f"Person found in {summary['valid_frames']} of {summary['frames']} frame(s).")
+    if summary:
+        print(f"Person found in {summary['valid_frames']} of {summary['frames']} frame(s).")
     print(f"Motion: {args.motion}\nScene:  {args.output}")
     for label, path in (("Render", args.render), ("Frames", args.render_all),
                         ("Export", args.export)):
         if path is not None:
             print(f"{label}: {path}")
     print("Time per stage:")
-    stages = {f"backend {k}": v for k, v in summary["seconds"].items()} | seconds
+    stages = {f"backend {k}": v for k, v in summary.get("seconds", {}).items()} | seconds
     for stage, value in stages.items():
         print(f"  {stage:<22} {value:7.2f} s")
     return 0
 
 
 def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[str, float]]:
-    """Backend, scene, render, export and .blend, all written into the staging folder."""
+    """Backend (or the given motion file), scene, render, export and .blend, all written into
+    the staging folder; the backend's summary ({} for a given motion file) and seconds per
+    stage."""
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
-    options = EstimateOptions(front_end=args.front_end, start=args.start, stop=args.stop,
-                              stride=args.stride, smooth=args.smooth, fov=args.fov,
-                              device=args.device, smpl=args.smpl, checkpoint=args.checkpoint,
-                              person=args.person, fill=args.fill, flip_test=args.flip_test,
-                              half=args.half)
-    job = EstimateJob(args.input, options, mesh=not args.no_body and args.retarget is None,
-                      pose_correctives=args.shape_keys)
-    try:
-        shown = 0
-        while not job.step(timeout=0.1):
-            if job.progress.done != shown:
-                shown = job.progress.done
-                print(f"  frame {shown}/{job.progress.total}", file=sys.stderr)
-        for warning in job.progress.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        motion, body = job.motion(), job.body()
-        shutil.copyfile(job.motion_path, staged["motion"])
-    finally:
-        job.cancel()  # ends the backend if still running (an error here); removes its folder
-    seconds["backend (total)"] = time.perf_counter() - tick
+    if args.motion_given:
+        motion, body, summary = load_motion(args.motion), None, {}
+        if motion.rest_joints is None or args.smpl is not None:
+            body = _body_for(motion, args.smpl, staged["motion"].parent,
+                             args.shape_keys and args.retarget is None and not args.no_body)
+        seconds["motion file"] = time.perf_counter() - tick
+    else:
+        motion, body, summary = _estimate(args, staged)
+        seconds["backend (total)"] = time.perf_counter() - tick
 
     import bpy  # only now: a backend failing fast needs no Blender
 
@@ -186,13 +276,16 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
     try:
         target = append_armature(args.retarget, args.armature) if args.retarget else None
         request = SceneRequest(
-            name=args.input[0].stem, body_mesh=not args.no_body,
-            camera=True, footage=footage_of(args.input), target=target,
+            name=(args.motion if args.motion_given else args.input[0]).stem,
+            body_mesh=not args.no_body, camera=True,
+            footage=None if args.motion_given else footage_of(args.input), target=target,
             bone_map=map_from_name(args.bone_map) if target else None,
             retarget=RetargetOptions(in_place=args.in_place, foot_lock=args.foot_lock))
         made = add_estimated(motion, request, body)
-    except ValueError as exc:  # RetargetError, BoneMapError, a missing armature
+    except (ValueError, OSError) as exc:  # RetargetError, BoneMapError, a missing armature
         raise SceneError(f"the scene cannot be made: {exc}") from exc
+    except RuntimeError as exc:  # Blender cannot read the --retarget file
+        raise SceneError(f"--retarget: Blender cannot read {args.retarget}: {exc}") from exc
     for warning in made.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     seconds["scene"] = time.perf_counter() - tick
@@ -217,29 +310,56 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
             outputs += [staged["render_all"] / f"{frame:04d}.png" for frame in every]
         try:
             render_over_footage(scene, made.built.camera, frames, outputs, args.samples)
-        except ValueError as exc:  # RenderError
+        except (ValueError, RuntimeError) as exc:  # RenderError, Blender's own
             raise SceneError(f"rendering failed: {exc}") from exc
         seconds["render"] = time.perf_counter() - tick
 
     if args.export is not None:
         tick = time.perf_counter()
         exported = target if target is not None else made.built.armature
-        export_animation(exported, staged["export"])
+        try:
+            export_animation(exported, staged["export"])
+        except (ValueError, RuntimeError) as exc:
+            raise SceneError(f"the export failed: {exc}") from exc
         seconds["export"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     # Footage paths stay absolute: made relative to the staging folder, they would break.
     bpy.ops.wm.save_as_mainfile(filepath=str(staged["blend"]), relative_remap=False)
     seconds["save .blend"] = time.perf_counter() - tick
-    return job.summary, seconds
+    return summary, seconds
 
 
-def _publish(source: Path, target: Path) -> None:
-    """Move a finished file into place: copied beside the target, then renamed over it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
+def _estimate(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[Motion, Body | None, dict]:
+    """Run the backend job: the motion (also copied to the staging folder), the SMPL body
+    when one is made, and the backend's summary."""
+    options = EstimateOptions(front_end=args.front_end, start=args.start, stop=args.stop,
+                              stride=args.stride, smooth=args.smooth, fov=args.fov,
+                              device=args.device, smpl=args.smpl, checkpoint=args.checkpoint,
+                              person=args.person, fill=args.fill, flip_test=args.flip_test,
+                              half=args.half)
+    job = EstimateJob(args.input, options, mesh=not args.no_body and args.retarget is None,
+                      pose_correctives=args.shape_keys)
+    try:
+        shown = 0
+        while not job.step(timeout=0.1):
+            if job.progress.done != shown:
+                shown = job.progress.done
+                print(f"  frame {shown}/{job.progress.total}", file=sys.stderr)
+        for warning in job.progress.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        motion, body = job.motion(), job.body()
+        shutil.copyfile(job.motion_path, staged["motion"])
+    finally:
+        job.cancel()  # ends the backend if still running (an error here); removes its folder
+    return motion, body, job.summary
+
+
+def _body_for(motion: Motion, smpl: Path | None, folder: Path, pose_correctives: bool) -> Body:
+    """The body for a given motion file from the backend: its rest skeleton (a file without
+    one, such as AMASS) and, with an SMPL model file, the SMPL mesh."""
+    return load_body(export_body(backend_python(), smpl, motion.mean_betas, folder,
+                                 pose_correctives=pose_correctives))
 
 
 if __name__ == "__main__":
