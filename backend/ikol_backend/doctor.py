@@ -133,12 +133,16 @@ def check_blazepose() -> Check:
 
 def check_smpl(path: Path) -> Check:
     """The SMPL-format model file loads through the backend's own loader."""
+    if not path.exists():
+        return Check("smpl", False, f"{path}: not found")
+    if path.is_dir():
+        return Check("smpl", False, f"{path}: is a folder, not an SMPL model file")
     try:
         from .body.smpl_file import load_smpl
 
         body = load_smpl(path)
     except Exception as exc:
-        return Check("smpl", False, f"{path}: {_first_line(exc)}")
+        return Check("smpl", False, _naming(path, _first_line(exc)))
     vertices = body.mesh.v_template.shape[0]
     return Check("smpl", True, f"{path}: {body.gender}, {vertices} vertices")
 
@@ -160,6 +164,15 @@ def check_checkpoint(path: Path) -> Check:
     return Check("checkpoint", True,
                  f"{path}: IKOL24 (ResNet-34), {len(tensors)} tensors, "
                  f"{numbers / 1e6:.1f} million numbers")
+
+
+def _naming(path: Path, message: str) -> str:
+    """`message` about the file `path`, naming it once, in full, at the start."""
+    if str(path) in message:
+        return message
+    if message.startswith(path.name):
+        return str(path) + message[len(path.name):]
+    return f"{path}: {message}"
 
 
 def run_checks(device: str = "auto", smpl: Path | None = None,

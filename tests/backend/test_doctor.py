@@ -64,6 +64,21 @@ def test_a_bad_model_file_or_checkpoint_fails_with_its_path(standin_files, tmp_p
     assert not doctor.check_smpl(garbage).ok
 
 
+def test_model_file_failures_name_the_path_once_and_a_folder_is_a_folder(standin_files, tmp_path):
+    missing, folder = tmp_path / "nowhere.npz", tmp_path / "models"
+    folder.mkdir()
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip")
+    assert doctor.check_smpl(missing).message == f"{missing}: not found"
+    assert doctor.check_smpl(folder).message == f"{folder}: is a folder, not an SMPL model file"
+    message = doctor.check_smpl(garbage).message
+    assert message.startswith(f"{garbage} is not a readable .npz file (")
+    for text in (doctor.check_smpl(missing).message, message):
+        assert text.count(missing.name) + text.count(garbage.name) == 1, text
+    assert doctor.check_checkpoint(folder).message == (
+        f"{folder}: is a folder, not an IKOL checkpoint file")
+
+
 def test_device_check_follows_torch():
     assert doctor.check_device("cpu").ok
     assert doctor.check_device("auto").ok

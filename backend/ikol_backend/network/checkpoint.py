@@ -47,6 +47,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str) -> IKOL24:
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors by key: unwrapped, `module.` stripped, `smpl.` keys dropped."""
+    if path.is_dir():
+        raise checkpoint_error(f"{path}: is a folder, not an IKOL checkpoint file")
     if not path.is_file():
         raise checkpoint_error(f"IKOL checkpoint file not found: {path}")
     try:
