@@ -534,7 +534,8 @@ class Scene:
     """The Blender scene: body mesh, floor, lights, camera, Cycles settings."""
 
     def __init__(self, body: Body, camera: CameraSpec, samples: int = 32, seed: int = 0,
-                 threads: int = 2):
+                 threads: int = 2, colours: dict | None = None):
+        """`colours`: region name -> sRGB base colour replacing REGIONS' (e.g. the shirt)."""
         import bpy
 
         self.body, self.camera = body, camera
@@ -585,6 +586,7 @@ class Scene:
         # materials
         self.materials = []
         for name, (colour, rough) in REGIONS.items():
+            colour = (colours or {}).get(name, colour)
             self.materials.append(
                 _principled(name, colour, rough, subsurface=0.15 if name == "skin" else 0.0)
             )
@@ -707,25 +709,28 @@ def frame_record(body: Body, pose: Pose, camera: CameraSpec, offset: np.ndarray)
 
 
 def render_frames(body: Body, poses: list, paths: list, camera: CameraSpec | None = None,
-                  samples: int = 32, seed: int = 0, offset=None, threads: int = 2) -> dict:
+                  samples: int = 32, seed: int = 0, offset=None, threads: int = 2,
+                  colours: dict | None = None, skip=None) -> dict:
     """Render one image per pose (same scene, camera and world offset for all) and return
     the metadata: shared fields plus a list of per-frame records. `offset` (anny -> world
-    translation) defaults to grounding the first pose."""
+    translation) defaults to grounding the first pose. `colours`: see Scene. `skip(index)`:
+    true for frames whose image is already there (their record is still made)."""
     camera = camera or CameraSpec()
     if len(poses) != len(paths):
         raise ValueError("one output path per pose")
     offset = ground_offset(body, poses[0]) if offset is None else np.asarray(offset, float)
-    scene = Scene(body, camera, samples=samples, seed=seed, threads=threads)
+    scene = Scene(body, camera, samples=samples, seed=seed, threads=threads, colours=colours)
     frames = []
     for index, (pose, path) in enumerate(zip(poses, paths)):
         t0 = time.time()
         vertices, record = frame_record(body, pose, camera, offset)
-        scene.set_vertices(vertices)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        scene.render(path)
+        if skip is None or not skip(index):
+            scene.set_vertices(vertices)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            scene.render(path)
+            _log(f"rendered {path} in {time.time() - t0:.1f} s")
         record = {"index": index, "image": Path(path).name, **record}
         frames.append(record)
-        _log(f"rendered {path} in {time.time() - t0:.1f} s")
     import bpy
 
     return {
@@ -777,6 +782,576 @@ def _write_json(path: Path, data: dict):
     tmp = Path(str(path) + ".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------
+# poses from joint angles; random stills and short clips (bench/accuracy.py)
+#
+# A pose is given as a flat dict of joint angles in degrees (so that clips can interpolate
+# them), turned into anny's local-ref rotations by `pose_from_angles`. Directions below are
+# the anny rest frame's: up = +Z, the body's front = -Y, its left = +X.
+
+SIDES = (("L", 1.0), ("R", -1.0))  # s: +1 for the body's left, -1 for its right
+UP, FRONT, BACK = np.array([0.0, 0, 1]), np.array([0.0, -1, 0]), np.array([0.0, 1, 0])
+X_AXIS, Y_AXIS = np.array([1.0, 0, 0]), np.array([0.0, 1, 0])
+
+ANGLE_DOC = {
+    "heading": "turn of the whole body about the vertical; + = toward the body's left",
+    "pitch": "whole body leaning forward about the root (legs compensated by hip_flex)",
+    "roll": "whole body leaning to its left about the root",
+    "spine_flex": "torso bent forward (spread over spine04..spine01)",
+    "spine_side": "torso bent to the body's left",
+    "spine_twist": "torso twisted toward the body's left",
+    "head_yaw": "head turned to the body's left (neck01 half, head half)",
+    "head_pitch": "head bent forward", "head_roll": "head tilted to the body's left",
+    "S.arm_az": "upper arm's azimuth: 0 = straight out sideways, 90 = forward, >90 across "
+                "the body, <0 behind",
+    "S.arm_el": "upper arm's elevation: -90 = down, 0 = horizontal, 90 = up (may pass -90 "
+                "to swing behind within the azimuth's plane)",
+    "S.arm_spread": "extra outward lean of the upper arm (unit vector sideways added)",
+    "S.arm_twist": "internal (+) rotation of the upper arm about itself",
+    "S.shrug": "shoulder girdle raised",
+    "S.elbow": "elbow flexion (0 = straight)", "S.wrist": "wrist flexion",
+    "S.hip_flex": "thigh forward, relative to the pelvis", "S.hip_abd": "thigh outward",
+    "S.hip_rot": "internal (+) rotation of the thigh", "S.knee": "knee flexion",
+    "S.ankle": "plantar flexion (+) on top of foot_flat's share",
+    "S.foot_flat": "0..1: share of the turn that keeps the sole level with the floor",
+    "x": "root translation, world metres", "y": "root translation, world metres",
+}
+
+RELAXED = {
+    "heading": 0.0, "pitch": 0.0, "roll": 0.0,
+    "spine_flex": 0.0, "spine_side": 0.0, "spine_twist": 0.0,
+    "head_yaw": 0.0, "head_pitch": 0.0, "head_roll": 0.0, "x": 0.0, "y": 0.0,
+}
+for _side, _ in SIDES:
+    RELAXED.update({
+        f"{_side}.arm_az": 15.0, f"{_side}.arm_el": -72.0, f"{_side}.arm_spread": 0.0,
+        f"{_side}.arm_twist": 0.0, f"{_side}.shrug": 0.0, f"{_side}.elbow": 15.0,
+        f"{_side}.wrist": 5.0, f"{_side}.hip_flex": 0.0, f"{_side}.hip_abd": 0.0,
+        f"{_side}.hip_rot": 0.0, f"{_side}.knee": 3.0, f"{_side}.ankle": 0.0,
+        f"{_side}.foot_flat": 1.0,
+    })
+
+
+def _unit(v):
+    v = np.asarray(v, float)
+    return v / np.linalg.norm(v)
+
+
+def turn_onto(direction, target) -> np.ndarray:
+    """The shortest rotation (3x3) taking `direction` onto `target`."""
+    d, t = _unit(direction), _unit(target)
+    angle = math.degrees(math.acos(float(np.clip(d @ t, -1.0, 1.0))))
+    return swing(d, t, angle)
+
+
+def arm_direction(side_sign: float, az: float, el: float, spread: float = 0.0) -> np.ndarray:
+    """Upper arm direction (rest frame) for an azimuth/elevation in degrees, see ANGLE_DOC."""
+    out = np.array([side_sign, 0.0, 0.0])
+    a, e = math.radians(az), math.radians(el)
+    d = math.cos(e) * (math.cos(a) * out + math.sin(a) * FRONT) + math.sin(e) * UP
+    return _unit(d + spread * out)
+
+
+def pose_from_angles(body: Body, angles: dict) -> Pose:
+    """An anny Pose from joint angles in degrees (see ANGLE_DOC; missing keys: RELAXED)."""
+    a = {**RELAXED, **angles}
+    h = body.rest_heads
+
+    def rest_dir(start, end):
+        return _unit(h[end] - h[start])
+
+    R = {}
+    R["root"] = about(UP, a["heading"]) @ about(X_AXIS, a["pitch"]) @ about(Y_AXIS, a["roll"])
+    spine = (about(UP, a["spine_twist"] / 4) @ about(Y_AXIS, a["spine_side"] / 4)
+             @ about(X_AXIS, a["spine_flex"] / 4))
+    for bone in ("spine04", "spine03", "spine02", "spine01"):
+        R[bone] = spine
+    head = (about(UP, a["head_yaw"] / 2) @ about(Y_AXIS, a["head_roll"] / 2)
+            @ about(X_AXIS, a["head_pitch"] / 2))
+    R["neck01"] = head
+    R["head"] = head
+
+    for side, s in SIDES:
+        g = lambda key: a[f"{side}.{key}"]  # noqa: E731
+        # shoulder girdle, then the upper arm aimed in the girdle's frame
+        girdle = about(Y_AXIS, -s * g("shrug"))
+        R[f"shoulder01.{side}"] = girdle
+        upper = rest_dir(f"upperarm01.{side}", f"lowerarm01.{side}")
+        target = girdle.T @ arm_direction(s, g("arm_az"), g("arm_el"), g("arm_spread"))
+        R[f"upperarm01.{side}"] = about(target, s * g("arm_twist")) @ turn_onto(upper, target)
+        fore = rest_dir(f"lowerarm01.{side}", f"wrist.{side}")
+        hinge = _unit(np.cross(upper, fore))  # the rest forearm is already a little bent
+        rest_bend = math.degrees(math.acos(float(np.clip(upper @ fore, -1, 1))))
+        R[f"lowerarm01.{side}"] = about(hinge, g("elbow") - rest_bend)
+        R[f"wrist.{side}"] = about(hinge, g("wrist"))
+        # relaxed fingers, as in natural_pose
+        for f in (2, 3, 4, 5):
+            for j in (1, 2, 3):
+                bone = f"finger{f}-{j}.{side}"
+                d = (rest_dir(bone, f"finger{f}-{j + 1}.{side}") if j < 3
+                     else rest_dir(f"finger{f}-{j - 1}.{side}", bone))
+                R[bone] = swing(d, np.array([-s * 0.6, 0.2, -1.0]), 12.0 + 6.0 * j)
+        R[f"finger1-2.{side}"] = swing(rest_dir(f"finger1-2.{side}", f"finger1-3.{side}"),
+                                       np.array([-s, 0, 0]), 15.0)
+        # leg: thigh (rotation, abduction, flexion), knee hinge, foot
+        R[f"upperleg01.{side}"] = (about(X_AXIS, -g("hip_flex")) @ about(Y_AXIS, -s * g("hip_abd"))
+                                   @ about(UP, -s * g("hip_rot")))
+        R[f"lowerleg01.{side}"] = about(X_AXIS, g("knee"))
+        shin_pitch = a["pitch"] - g("hip_flex") + g("knee")  # the shin's forward lean
+        ankle = float(np.clip(g("ankle") - g("foot_flat") * shin_pitch, -35.0, 45.0))
+        R[f"foot.{side}"] = about(X_AXIS, ankle)
+
+    bones = {label: matrix_to_rotvec(R[label]) for label in body.labels if label in R}
+    return Pose(bones=bones, root_translation=(a["x"], a["y"], 0.0))
+
+
+# Adult phenotypes (anny: age 2/3 = young adult, 1 = old; gender 0 = male, 1 = female).
+ADULT_PHENOTYPE_RANGES = {
+    "gender": (0.0, 1.0), "age": (0.56, 0.95), "muscle": (0.2, 0.8),
+    "weight": (0.15, 0.85), "height": (0.1, 0.9), "proportions": (0.1, 0.7),
+}
+STILL_SIZES = ((384, 512), (512, 384), (480, 640), (640, 480))
+SHIRTS = ((0.20, 0.42, 0.55), (0.62, 0.18, 0.16), (0.85, 0.83, 0.78), (0.25, 0.45, 0.22),
+          (0.80, 0.62, 0.20), (0.35, 0.30, 0.50), (0.12, 0.12, 0.13))
+TROUSERS = ((0.16, 0.17, 0.22), (0.30, 0.38, 0.55), (0.45, 0.40, 0.32), (0.10, 0.10, 0.10),
+            (0.55, 0.55, 0.52))
+SKINS = ((0.74, 0.53, 0.41), (0.87, 0.69, 0.58), (0.55, 0.37, 0.26), (0.36, 0.23, 0.16))
+POSE_KINDS = ("stand", "arms_up", "arms_forward", "arms_crossed", "point", "squat", "lunge",
+              "leg_lift", "bend", "twist", "kick", "wide")
+
+
+def random_phenotype(rng) -> dict:
+    return {k: round(float(rng.uniform(lo, hi)), 3)
+            for k, (lo, hi) in ADULT_PHENOTYPE_RANGES.items()}
+
+
+def random_colours(rng) -> dict:
+    return {"shirt": SHIRTS[rng.integers(len(SHIRTS))],
+            "trousers": TROUSERS[rng.integers(len(TROUSERS))],
+            "skin": SKINS[rng.integers(len(SKINS))]}
+
+
+def random_angles(rng, kind: str) -> dict:
+    """Joint angles (degrees) of a random but anatomically plausible pose of one kind
+    (POSE_KINDS); the heading is left at 0 (the caller turns the body)."""
+    u = rng.uniform
+    a = dict(RELAXED)
+    a.update(spine_flex=u(-5, 10), spine_side=u(-6, 6), spine_twist=u(-10, 10),
+             head_yaw=u(-30, 30), head_pitch=u(-15, 20), head_roll=u(-8, 8))
+    for side, _ in SIDES:
+        a.update({f"{side}.arm_az": u(-20, 60), f"{side}.arm_el": u(-80, -40),
+                  f"{side}.arm_twist": u(-30, 40), f"{side}.elbow": u(5, 70),
+                  f"{side}.wrist": u(-20, 30), f"{side}.hip_flex": u(-8, 15),
+                  f"{side}.hip_abd": u(-3, 10), f"{side}.hip_rot": u(-15, 15),
+                  f"{side}.knee": u(0, 20), f"{side}.ankle": u(-5, 10)})
+    one, other = ("L", "R") if rng.uniform() < 0.5 else ("R", "L")
+    if kind == "arms_up":
+        for side in ((one,) if rng.uniform() < 0.4 else (one, other)):
+            a.update({f"{side}.arm_az": u(-10, 80), f"{side}.arm_el": u(30, 85),
+                      f"{side}.elbow": u(0, 90), f"{side}.shrug": u(5, 20)})
+    elif kind == "arms_forward":
+        for side in (one, other):
+            a.update({f"{side}.arm_az": u(60, 110), f"{side}.arm_el": u(-25, 35),
+                      f"{side}.elbow": u(0, 60)})
+    elif kind == "arms_crossed":
+        for side in (one, other):
+            a.update({f"{side}.arm_az": u(95, 125), f"{side}.arm_el": u(-60, -35),
+                      f"{side}.arm_twist": u(10, 35), f"{side}.elbow": u(100, 125),
+                      f"{side}.wrist": u(-10, 10), f"{side}.arm_spread": 0.25})
+    elif kind == "point":  # an arm straight at the camera: foreshortened
+        a.update({f"{one}.arm_az": u(75, 100), f"{one}.arm_el": u(-10, 20),
+                  f"{one}.elbow": u(0, 15), f"{one}.arm_twist": u(-10, 10)})
+    elif kind == "squat":
+        p, flex = u(15, 40), u(75, 110)
+        a.update(pitch=p, spine_flex=u(0, 20))
+        for side in (one, other):
+            a.update({f"{side}.hip_flex": flex + p + u(-5, 5), f"{side}.hip_abd": u(5, 20),
+                      f"{side}.hip_rot": u(-15, 0), f"{side}.knee": flex + u(0, 25),
+                      f"{side}.ankle": 0.0, f"{side}.foot_flat": 1.0})
+        if rng.uniform() < 0.6:
+            for side in (one, other):
+                a.update({f"{side}.arm_az": u(60, 100), f"{side}.arm_el": u(-30, 10)})
+    elif kind == "lunge":
+        a.update(pitch=u(-5, 15))
+        a.update({f"{one}.hip_flex": u(50, 85), f"{one}.knee": u(60, 100),
+                  f"{other}.hip_flex": u(-30, -10), f"{other}.knee": u(10, 50),
+                  f"{other}.foot_flat": 0.3, f"{other}.ankle": u(0, 20)})
+    elif kind == "leg_lift":
+        a.update({f"{one}.hip_flex": u(35, 100), f"{one}.knee": u(20, 110),
+                  f"{one}.hip_abd": u(-5, 25), f"{one}.foot_flat": 0.0,
+                  f"{one}.ankle": u(0, 30), f"{other}.knee": u(0, 10)})
+        for side in (one, other):
+            a[f"{side}.arm_el"] = u(-60, 0)
+            a[f"{side}.arm_az"] = u(-10, 60)
+    elif kind == "bend":
+        p = u(20, 55)
+        a.update(pitch=p, spine_flex=u(10, 35), head_pitch=u(-25, 10))
+        for side in (one, other):
+            a.update({f"{side}.hip_flex": p + u(-5, 10), f"{side}.knee": u(0, 25)})
+            a[f"{side}.arm_az"] = u(40, 100)
+            a[f"{side}.arm_el"] = u(-85, 0)
+    elif kind == "twist":
+        a.update(spine_twist=u(25, 45) * rng.choice([-1, 1]),
+                 spine_side=u(-25, 25), head_yaw=u(-40, 40))
+        for side in (one, other):
+            a[f"{side}.arm_el"] = u(-60, 40)
+            a[f"{side}.arm_az"] = u(-20, 100)
+    elif kind == "kick":  # a leg forward, straight-ish: foreshortened when facing the camera
+        a.update(pitch=u(-15, 0))
+        a.update({f"{one}.hip_flex": u(40, 80), f"{one}.knee": u(0, 25),
+                  f"{one}.foot_flat": 0.0, f"{one}.ankle": u(10, 40),
+                  f"{other}.knee": u(5, 20)})
+        for side in (one, other):
+            a[f"{side}.arm_el"] = u(-50, 10)
+            a[f"{side}.arm_az"] = u(-30, 40)
+    elif kind == "wide":  # wide stance, arms out
+        for side in (one, other):
+            a.update({f"{side}.hip_abd": u(15, 30), f"{side}.knee": u(5, 40),
+                      f"{side}.hip_flex": u(0, 30), f"{side}.hip_rot": u(-25, -5),
+                      f"{side}.arm_el": u(-20, 30), f"{side}.arm_az": u(-20, 30),
+                      f"{side}.elbow": u(0, 40)})
+        a["pitch"] = u(0, 15)
+    elif kind != "stand":
+        raise ValueError(f"unknown pose kind {kind!r}")
+    return a
+
+
+def plausible(joints: dict) -> bool:
+    """Crude self-intersection checks on posed joints: hands and elbows out of the torso,
+    knees and ankles apart."""
+    top, bottom = joints["neck"], joints["spine1"]
+    axis = top - bottom
+    length = float(np.linalg.norm(axis))
+    axis = axis / length
+
+    def torso_distance(p):
+        t = float(np.clip((p - bottom) @ axis, 0.0, length))
+        return float(np.linalg.norm(p - (bottom + t * axis)))
+
+    for name in ("left_wrist", "right_wrist", "left_elbow", "right_elbow"):
+        if torso_distance(joints[name]) < 0.13:
+            return False
+    for a, b, gap in (("left_knee", "right_knee", 0.12), ("left_ankle", "right_ankle", 0.12),
+                      ("left_wrist", "right_wrist", 0.06)):
+        if np.linalg.norm(joints[a] - joints[b]) < gap:
+            return False
+    return True
+
+
+def random_still_pose(body: Body, rng, kind: str) -> tuple[Pose, dict]:
+    """A plausible random pose of `kind`, turned to a random heading in +-120 degrees."""
+    # pointing and kicking at the camera: facing it, so the limb is foreshortened
+    spread = 35.0 if kind in ("point", "kick") else 120.0
+    heading = float(rng.uniform(-spread, spread))
+    for _ in range(40):
+        angles = random_angles(rng, kind)
+        angles["heading"] = heading
+        pose = pose_from_angles(body, angles)
+        _, joints = body.evaluate(pose)
+        if plausible(joints):
+            return pose, angles
+    raise RuntimeError(f"no plausible {kind} pose in 40 draws")
+
+
+def camera_looking(location, target, width, height, lens_mm) -> CameraSpec:
+    return CameraSpec(width=int(width), height=int(height), lens_mm=float(lens_mm),
+                      location=tuple(float(x) for x in location),
+                      target=tuple(float(x) for x in target))
+
+
+def _pitch_deg(camera: CameraSpec) -> float:
+    d = np.asarray(camera.target, float) - np.asarray(camera.location, float)
+    return math.degrees(math.atan2(d[2], math.hypot(d[0], d[1])))
+
+
+def box_of(camera: CameraSpec, points_world: np.ndarray):
+    """(u0, v0, u1, v1) of the projected points, or None if any is not in front."""
+    r, t = camera.world_to_cam()
+    if ((points_world @ r.T + t)[:, 2] < 0.2).any():
+        return None
+    uv = camera.project(points_world)
+    return (*uv.min(axis=0), *uv.max(axis=0))
+
+
+def aim_off_centre(camera: CameraSpec, points_world: np.ndarray, offset_px) -> CameraSpec:
+    """The camera turned (no roll) so that the points' box centre lands `offset_px` (du, dv)
+    from the image centre; a few fixed-point steps of the pixel -> ray relation."""
+    cam = camera
+    want = np.array([cam.width / 2 + offset_px[0], cam.height / 2 + offset_px[1]])
+    for _ in range(4):
+        box = box_of(cam, points_world)
+        if box is None:
+            return cam
+        centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+        shift = want - centre
+        if np.abs(shift).max() < 0.5:
+            break
+        # the ray through the pixel that should become the image centre
+        k_inv = np.linalg.inv(cam.K())
+        pixel = np.array([cam.width / 2 - shift[0], cam.height / 2 - shift[1], 1.0])
+        ray_cam = k_inv @ pixel
+        r, _ = cam.world_to_cam()
+        ray_world = r.T @ ray_cam
+        loc = np.asarray(cam.location, float)
+        cam = camera_looking(loc, loc + ray_world / np.linalg.norm(ray_world), cam.width,
+                             cam.height, cam.lens_mm)
+    return cam
+
+
+def random_framing(rng, points_world: np.ndarray, pelvis_world: np.ndarray,
+                   max_offset: float = 0.25, margin: float = 0.03):
+    """A random camera (distance, height, pitch, lens, image size) seeing all the points with
+    their box off the image centre by up to `max_offset` of the frame, and what was drawn."""
+    lo_z, hi_z = float(points_world[:, 2].min()), float(points_world[:, 2].max())
+    for _ in range(400):
+        width, height = STILL_SIZES[rng.integers(len(STILL_SIZES))]
+        lens = float(math.exp(rng.uniform(math.log(24), math.log(85))))
+        distance = float(rng.uniform(2.5, 6.0))
+        cam_height = float(rng.uniform(0.5, 2.0))
+        azimuth = math.radians(rng.uniform(-12, 12))
+        location = pelvis_world + np.array([distance * math.sin(azimuth),
+                                            -distance * math.cos(azimuth), 0.0])
+        location[2] = cam_height
+        target = np.array([pelvis_world[0], pelvis_world[1],
+                           (lo_z + hi_z) / 2 + rng.uniform(-0.15, 0.15)])
+        cam = camera_looking(location, target, width, height, lens)
+        if abs(_pitch_deg(cam)) > 20:
+            continue
+        box = box_of(cam, points_world)
+        if box is None:
+            continue
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        if not (0.3 * height <= bh <= 0.9 * height and bw <= 0.9 * width):
+            continue
+        room = np.array([(width - bw) / 2 - margin * width, (height - bh) / 2 - margin * height])
+        limit = np.minimum(max_offset * np.array([width, height]), room)
+        if (limit < 0).any():
+            continue
+        offset = rng.uniform(-1, 1, size=2) * limit
+        for _ in range(4):
+            moved = aim_off_centre(cam, points_world, offset)
+            box = box_of(moved, points_world)
+            inside = box is not None and (
+                box[0] >= margin * width and box[1] >= margin * height
+                and box[2] <= (1 - margin) * width and box[3] <= (1 - margin) * height)
+            if inside and abs(_pitch_deg(moved)) <= 20:
+                centre = ((box[0] + box[2]) / 2 - width / 2, (box[1] + box[3]) / 2 - height / 2)
+                return moved, {
+                    "distance_m": round(distance, 3), "camera_height_m": round(cam_height, 3),
+                    "pitch_deg": round(_pitch_deg(moved), 2),
+                    "box_px": [round(float(x), 1) for x in box],
+                    "box_offset_frac": [round(centre[0] / width, 3),
+                                        round(centre[1] / height, 3)],
+                }
+            offset = offset * 0.6
+    raise RuntimeError("no framing found in 400 draws")
+
+
+def random_still(index: int, seed: int = 0):
+    """Still number `index` of the accuracy set: (body, pose, camera, colours, world offset,
+    info), drawn
+    from a generator seeded by (seed, index) so that any prefix of the set is the same."""
+    rng = np.random.default_rng([seed, index])
+    kind = POSE_KINDS[index % len(POSE_KINDS)]
+    body = Body(random_phenotype(rng))
+    colours = random_colours(rng)
+    pose, angles = random_still_pose(body, rng, kind)
+    offset = ground_offset(body, pose)
+    vertices, joints = body.evaluate(pose)
+    camera, framing = random_framing(rng, vertices + offset, joints["pelvis"] + offset)
+    info = {"kind": kind, "angles_deg": {k: round(float(v), 3) for k, v in angles.items()},
+            "colours": {k: list(v) for k, v in colours.items()}, "framing": framing}
+    return body, pose, camera, colours, offset, info
+
+
+# -- clips: joint angles as smooth functions of time
+
+CLIP_FPS = 30.0
+
+
+def _smoothstep(x):
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def _keyframed(keys: list, frame: float) -> dict:
+    """Angles at `frame` between keyframes [(frame, angles), ...] (smoothstep easing)."""
+    if frame <= keys[0][0]:
+        return dict(keys[0][1])
+    for (f0, a0), (f1, a1) in zip(keys, keys[1:]):
+        if frame <= f1:
+            w = _smoothstep((frame - f0) / (f1 - f0))
+            return {k: (1 - w) * a0[k] + w * a1[k] for k in a0}
+    return dict(keys[-1][1])
+
+
+def walk_angles(t: float, heading: float, speed: float = 1.15, start=(0.0, 0.0),
+                period: float = 1.1) -> dict:
+    """Walking along the body's heading: hips, knees, counter-swinging arms, pelvis yaw."""
+    phi = 2 * math.pi * t / period
+    a = dict(RELAXED)
+    direction = about(UP, heading) @ FRONT
+    a.update(heading=heading + 4 * math.sin(phi), pitch=3.0, roll=2.0 * math.cos(phi),
+             spine_twist=-7 * math.sin(phi), head_yaw=-3 * math.sin(phi),
+             x=start[0] + speed * t * direction[0], y=start[1] + speed * t * direction[1])
+    for side, s in SIDES:
+        ph = phi if side == "L" else phi + math.pi
+        swing_deg = -18 * math.sin(ph)  # the arm swings against the same side's leg
+        a.update({f"{side}.hip_flex": 22 * math.sin(ph) + 4,
+                  f"{side}.knee": 6 + 55 * max(0.0, math.cos(ph + 0.35)) ** 2,
+                  f"{side}.ankle": 8 * max(0.0, -math.sin(ph + 0.6)),
+                  f"{side}.foot_flat": 0.8,
+                  f"{side}.arm_az": 90.0, f"{side}.arm_el": -90.0 + swing_deg,
+                  f"{side}.arm_spread": 0.18,
+                  f"{side}.elbow": 18 + 14 * max(0.0, math.sin(-ph)),
+                  f"{side}.arm_twist": 10.0})
+    return a
+
+
+def turn_angles(t: float, duration: float) -> dict:
+    """Turning on the spot from facing the camera's left to past facing it, stepping."""
+    a = dict(RELAXED)
+    w = _smoothstep(t / duration)
+    a.update(heading=-80 + 170 * w, spine_twist=12 * math.sin(2 * math.pi * t / duration),
+             head_yaw=15 * math.sin(2 * math.pi * t / duration + 0.5),
+             x=0.15 * w, y=-0.1 * w)
+    step = 2 * math.pi * t / 0.7
+    for side, s in SIDES:
+        ph = step if side == "L" else step + math.pi
+        lift = max(0.0, math.sin(ph)) ** 2 * (1 - abs(2 * w - 1) ** 3)
+        a.update({f"{side}.hip_flex": 25 * lift, f"{side}.knee": 3 + 45 * lift,
+                  f"{side}.hip_rot": 10 * lift * s * (1 if w < 1 else 0),
+                  f"{side}.arm_el": -60 + 15 * math.sin(ph), f"{side}.arm_az": 30.0,
+                  f"{side}.elbow": 40 + 20 * math.sin(ph + 1), f"{side}.foot_flat": 1.0})
+    return a
+
+
+def arms_keys() -> list:
+    """Keyframes (frame at 30 fps, angles): raise both arms, wave, reach forward, reach across."""
+    rest = dict(RELAXED, heading=25.0)
+    up = dict(rest, **{"L.arm_el": 75.0, "L.arm_az": 25.0, "L.elbow": 10.0, "L.shrug": 15.0,
+                       "R.arm_el": 75.0, "R.arm_az": 25.0, "R.elbow": 10.0, "R.shrug": 15.0,
+                       "head_pitch": -10.0, "x": 0.05})
+    wave_base = dict(rest, **{"R.arm_el": 45.0, "R.arm_az": 15.0, "R.shrug": 8.0,
+                              "R.arm_twist": -20.0, "head_yaw": -10.0, "x": 0.1})
+    keys = [(0, rest), (12, up)]
+    for i, f in enumerate(range(22, 43, 4)):  # waving: the forearm swings back and forth
+        keys.append((f, dict(wave_base, **{"R.elbow": 40.0 if i % 2 == 0 else 95.0})))
+    reach = dict(rest, **{"L.arm_az": 90.0, "L.arm_el": 5.0, "L.elbow": 5.0,
+                          "spine_flex": 20.0, "pitch": 8.0, "L.hip_flex": 8.0,
+                          "R.hip_flex": 8.0, "R.knee": 15.0, "L.knee": 15.0, "x": 0.05,
+                          "y": -0.15})
+    across = dict(rest, **{"R.arm_az": 130.0, "R.arm_el": 10.0, "R.elbow": 10.0,
+                           "spine_twist": 25.0, "spine_flex": 10.0, "head_yaw": 20.0,
+                           "L.arm_el": -50.0, "y": -0.1, "x": -0.05})
+    keys += [(48, reach), (57, across), (63, dict(rest, x=0.0, y=-0.05))]
+    return keys
+
+
+CLIPS = {
+    # name: frames, image size, lens, camera location and target (Blender world; the
+    # first pose's root stands above the world origin: see ground_offset).
+    "walk": {"frames": 64, "size": (640, 480), "lens_mm": 40.0,
+             "location": (0.1, -6.2, 1.3), "target": (0.85, -0.85, 0.85)},
+    "turn": {"frames": 64, "size": (384, 512), "lens_mm": 45.0,
+             "location": (0.6, -3.6, 1.6), "target": (0.0, 0.0, 0.8)},
+    "arms": {"frames": 64, "size": (512, 384), "lens_mm": 38.0,
+             "location": (0.9, -4.2, 1.0), "target": (0.45, 0.0, 1.05)},
+}
+
+
+def clip_angles(name: str, frame: int) -> dict:
+    t = frame / CLIP_FPS
+    if name == "walk":  # across the view and toward the camera, at about 45 degrees
+        return walk_angles(t, heading=45.0, start=(-1.0, 0.9))
+    if name == "turn":
+        return turn_angles(t, (CLIPS["turn"]["frames"] - 1) / CLIP_FPS)
+    if name == "arms":
+        return _keyframed(arms_keys(), frame)
+    raise ValueError(f"unknown clip {name!r}")
+
+
+def clip_poses(body: Body, name: str) -> list:
+    """The clip's poses, each lifted or lowered so its lowest vertex stays on the first
+    pose's floor level."""
+    poses = [pose_from_angles(body, clip_angles(name, k)) for k in range(CLIPS[name]["frames"])]
+    floor = None
+    grounded = []
+    for pose in poses:
+        vertices, _ = body.evaluate(pose)
+        low = float(vertices[:, 2].min())
+        floor = low if floor is None else floor
+        x, y, z = pose.root_translation
+        grounded.append(Pose(pose.bones, (x, y, z - (low - floor))))
+    return grounded
+
+
+def clip_camera(body: Body, name: str, poses: list, offset: np.ndarray, margin: float = 0.03):
+    """The clip's camera, moved back along its view until every frame's body is in frame."""
+    spec = CLIPS[name]
+    loc, target = np.asarray(spec["location"], float), np.asarray(spec["target"], float)
+    points = np.concatenate([body.evaluate(p)[0][::7] + offset for p in poses])
+    w, h = spec["size"]
+    for _ in range(40):
+        cam = camera_looking(loc, target, w, h, spec["lens_mm"])
+        box = box_of(cam, points)
+        if box is not None and box[0] >= margin * w and box[1] >= margin * h \
+                and box[2] <= (1 - margin) * w and box[3] <= (1 - margin) * h:
+            return cam, [round(float(x), 1) for x in box]
+        loc = loc + 0.15 * _unit(loc - target)
+    raise RuntimeError(f"clip {name}: the body does not fit the frame")
+
+
+CLIP_PHENOTYPES = {
+    "walk": {"gender": 0.8, "age": 0.7, "muscle": 0.45, "weight": 0.45, "height": 0.55,
+             "proportions": 0.3},
+    "turn": {"gender": 0.1, "age": 0.85, "muscle": 0.5, "weight": 0.7, "height": 0.35,
+             "proportions": 0.5},
+    "arms": {"gender": 0.35, "age": 0.62, "muscle": 0.7, "weight": 0.35, "height": 0.75,
+             "proportions": 0.2},
+}
+CLIP_COLOURS = {
+    "walk": {"shirt": SHIRTS[1], "trousers": TROUSERS[1], "skin": SKINS[1]},
+    "turn": {"shirt": SHIRTS[3], "trousers": TROUSERS[0], "skin": SKINS[2]},
+    "arms": {"shirt": SHIRTS[4], "trousers": TROUSERS[3], "skin": SKINS[0]},
+}
+
+
+def clip_setup(name: str):
+    """(body, poses, camera, colours, offset, info) of one of CLIPS."""
+    body = Body(CLIP_PHENOTYPES[name])
+    poses = clip_poses(body, name)
+    offset = ground_offset(body, poses[0])
+    camera, box = clip_camera(body, name, poses, offset)
+    info = {"fps": CLIP_FPS, "frames": len(poses), "box_px_all_frames": box,
+            "colours": {k: list(v) for k, v in CLIP_COLOURS[name].items()}}
+    return body, poses, camera, CLIP_COLOURS[name], offset, info
+
+
+def preview(body: Body, pose: Pose, camera: CameraSpec, offset, path) -> None:
+    """A quick look without Cycles: the posed vertices drawn as dots, nearer ones brighter,
+    and the 12 limb joints as red dots."""
+    import cv2
+
+    vertices, joints = body.evaluate(pose)
+    r, t = camera.world_to_cam()
+    cam = (vertices + offset) @ r.T + t
+    uv = camera.project(vertices + offset)
+    image = np.full((camera.height, camera.width, 3), 60, np.uint8)
+    order = np.argsort(-cam[:, 2])
+    depth = (cam[:, 2] - cam[:, 2].min()) / max(np.ptp(cam[:, 2]), 1e-6)
+    for i in order:
+        g = int(230 - 150 * depth[i])
+        u, v = int(uv[i, 0]), int(uv[i, 1])
+        if 0 <= u < camera.width and 0 <= v < camera.height:
+            image[v, u] = (g, g, g)
+    for name in BLAZEPOSE_TO_SMPL.values():
+        u, v = camera.project(joints[name][None] + offset)[0]
+        colour = (0, 0, 255) if name.startswith("left") else (255, 0, 0)
+        cv2.circle(image, (int(u), int(v)), 3, colour, -1)
+    cv2.imwrite(str(path), image)
 
 
 # --------------------------------------------------------------------------------------
