@@ -21,7 +21,11 @@ Command line (from the repository root):
 
 As a library: `Body` (the posed anny body and its SMPL-like joints), `natural_pose`,
 `CameraSpec`, `render_frames(body, poses, paths, ...)` (a list of poses in, one image and one
-record per pose out; the scene is built once) and `render_image`.
+record per pose out; the scene is built once) and `render_image`. For bench/accuracy.py:
+`pose_from_angles` (a pose from joint angles in degrees, see ANGLE_DOC), `random_still(index)`
+(a random adult, plausible pose of one of POSE_KINDS, heading, camera, lens, image size and
+off-centre framing, all drawn from (seed, index)), `clip_setup(name)` (the CLIPS: walking,
+turning on the spot, moving the arms) and `preview` (a quick dot drawing, no Blender).
 
 Test and bench tooling only: the add-on never imports this.
 """
