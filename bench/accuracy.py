@@ -251,9 +251,19 @@ def missing(cache: Path, names: list[str]) -> list[str]:
 def render_set(cache: Path, names: list[str], threads: int, rebuild: bool) -> None:
     """Render the named items that are not in the manifest (all of them with `rebuild`),
     recording each in the manifest as soon as it is complete. Needs anny and bpy."""
+    import fcntl
+
     sys.path.insert(0, str(TOOLS))
     import anny_scene  # noqa: PLC0415  (needs the tools: requirements-tools.txt)
 
+    cache.mkdir(parents=True, exist_ok=True)
+    lock = open(cache / ".render.lock", "w")  # held until this process ends
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"[accuracy] another process is rendering into {cache}; waiting for it",
+              file=sys.stderr, flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
     manifest = read_manifest(cache)
     todo = names if rebuild else missing(cache, names)
     if rebuild:
