@@ -288,6 +288,8 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
         raise SceneError(f"--retarget: Blender cannot read {args.retarget}: {exc}") from exc
     for warning in made.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if made.retargeted is not None:
+        print(f"Retargeted: {made.retargeted.describe()}")
     seconds["scene"] = time.perf_counter() - tick
 
     scene = bpy.context.scene

@@ -210,7 +210,8 @@ class IKOL_OT_estimate_pose(bpy.types.Operator):
         for warning in made.warnings:
             self.report({"WARNING"}, warning)
         target = made.retargeted.action.name if made.retargeted else made.built.armature.name
-        self.report({"INFO"}, f"Estimated {self._run.job.motion().num_frames} frame(s) onto {target}")
+        self.report({"INFO"}, f"Estimated {self._run.job.motion().num_frames} frame(s) onto {target}"
+                    + (f"; retargeted: {made.retargeted.describe()}" if made.retargeted else ""))
         return {"FINISHED"}
 
     def _end_modal(self, context: bpy.types.Context) -> None:

@@ -50,15 +50,7 @@ class IKOL_OT_retarget(bpy.types.Operator):
             settings.status = str(exc)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        first, last = result.frames
-        settings.status = (f"{result.action.name}: {len(result.bone_map.pairs)} bones "
-                           f"({result.bone_map.name}), frames {first}-{last}, "
-                           f"root x{result.root_scale:.3f}, "
-                           f"off by {math.degrees(result.error):.2f}° at most")
-        if result.sliding is not None:
-            before, after = result.sliding
-            settings.status += (f"; feet planted {result.planted} frames, "
-                                f"sliding {before:.3f} -> {after:.3f} m/s")
+        settings.status = result.describe()
         level = {"INFO"} if math.degrees(result.error) < 1.0 else {"WARNING"}
         self.report(level, settings.status)
         return {"FINISHED"}

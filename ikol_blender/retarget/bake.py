@@ -28,6 +28,7 @@ from .transfer import LEGS, alignments, facing_rotation, leg_length, root_path, 
 # The SMPL armature faces -Y in its own space (the model's +Z, turned Z-up).
 SMPL_FORWARD = np.array([0.0, -1.0, 0.0])
 ROOT_TOLERANCE = 1e-4  # world units
+UNEVEN_SCALE = 1e-4  # relative: object scales that differ more between axes are refused
 
 
 class RetargetError(ValueError):
@@ -69,6 +70,7 @@ class RetargetResult:
         planted: frames with a foot pinned, both feet counted (0 without foot lock).
         sliding: mean horizontal speed of planted ankles, from planted frame to planted
             frame, before and after the lock (m/s); None without foot lock or contacts.
+        foot_lock: whether foot lock was asked for.
     """
 
     action: bpy.types.Action
@@ -80,6 +82,21 @@ class RetargetResult:
     passes: int
     planted: int
     sliding: tuple[float, float] | None
+    foot_lock: bool = False
+
+    def describe(self) -> str:
+        """One line for people: what was baked, how close, and what foot lock did."""
+        first, last = self.frames
+        text = (f"{self.action.name}: {len(self.bone_map.pairs)} bones ({self.bone_map.name}), "
+                f"frames {first}-{last}, root x{self.root_scale:.3f}, "
+                f"off by {math.degrees(self.error):.2f}° at most")
+        if self.sliding is not None:
+            before, after = self.sliding
+            text += (f"; feet planted {self.planted} frames, "
+                     f"sliding {before:.3f} -> {after:.3f} m/s")
+        elif self.foot_lock:
+            text += "; foot lock found no planted feet: nothing was locked"
+        return text
 
 
 def retarget(source: bpy.types.Object, target: bpy.types.Object, bone_map: BoneMap | None = None,
@@ -101,6 +118,16 @@ def retarget(source: bpy.types.Object, target: bpy.types.Object, bone_map: BoneM
         scene.frame_set(now)
 
 
+def uneven_scale(linear: np.ndarray, tolerance: float = UNEVEN_SCALE) -> tuple[float, ...] | None:
+    """The scale along each axis of a (3, 3) world matrix when it is not the same along all of
+    them (or the matrix shears), else None."""
+    gram = linear.T @ linear
+    even = np.trace(gram) / 3.0
+    if even > 0 and np.abs(gram / even - np.eye(3)).max() <= tolerance:
+        return None
+    return tuple(round(float(s), 4) for s in np.linalg.norm(linear, axis=0))
+
+
 def _choose_map(target: bpy.types.Object, bone_map: BoneMap | None) -> BoneMap:
     if bone_map is not None:
         return bone_map
@@ -119,6 +146,12 @@ def _check(source: bpy.types.Object, target: bpy.types.Object, bone_map: BoneMap
             raise RetargetError(f"Leave edit mode on {obj.name} first")
         if obj.data.pose_position == "REST":
             raise RetargetError(f"{obj.name} shows its rest position: set Pose Position to Pose")
+        scale = uneven_scale(np.array(obj.matrix_world, dtype=np.float64)[:3, :3])
+        if scale is not None:
+            raise RetargetError(
+                f"{obj.name} is scaled unevenly ({', '.join(f'{s:g}' for s in scale)} along its "
+                "axes, its parents' scale included): bones cannot keep their angles. Apply the "
+                "scale first (Object > Apply > Scale)")
     if source == target:
         raise RetargetError("Source and target are the same armature")
     if not bone_map.pairs:
@@ -220,7 +253,7 @@ def _retarget(source: bpy.types.Object, target: bpy.types.Object, bone_map: Bone
     return RetargetResult(action=action, bone_map=bone_map,
                           frames=(int(frames[0]), int(frames[-1])), root_scale=float(scale),
                           error=error, root_error=root_error, passes=passes, planted=planted,
-                          sliding=sliding)
+                          sliding=sliding, foot_lock=options.foot_lock)
 
 
 def _lock_feet(rig: Skeleton, bones: list[int], bases: Bases, wanted: np.ndarray,

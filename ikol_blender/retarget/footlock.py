@@ -1,12 +1,15 @@
 """Foot lock: find when a foot is planted and pin it there by bending its leg. No bpy here.
 
 World space (Blender: Z up, metres), one row per frame. A foot is planted while its ankle is
-low (within HEIGHT_FRACTION of a leg length above its lowest point in the clip) and slow
-(horizontal speed under SPEED_FRACTION leg lengths per second), for at least
-MIN_CONTACT_FRAMES frames. During a contact the ankle is pinned to its mean horizontal position
-over that contact (its height is left alone); the pin fades in and out over BLEND_FRAMES
-frames on either side. The thigh and shin then turn so that the ankle reaches the pin (two-bone
-IK: lengths kept, the knee stays in its own bend plane); the foot keeps its world rotation.
+low and slow, for at least MIN_CONTACT_FRAMES frames: low, within HEIGHT_FRACTION of a leg
+length above the ankle's ground level around that moment (a low percentile, GROUND_PERCENTILE,
+of its heights within NEIGHBOURHOOD_S seconds either side: it follows a rising floor or a
+tilted camera, and a few glitch frames do not move it); slow, horizontal and vertical speeds
+each under SPEED_FRACTION leg lengths per second. During a contact the ankle is pinned to its mean
+horizontal position over that contact (its height is left alone); the pin fades in and out over
+BLEND_FRAMES frames on either side. The thigh and shin then turn so that the ankle reaches the
+pin (two-bone IK: lengths kept, the knee stays in its own bend plane); the foot keeps its world
+rotation.
 """
 
 import numpy as np
@@ -15,6 +18,8 @@ from .transfer import rotation_between
 
 HEIGHT_FRACTION = 0.06
 SPEED_FRACTION = 0.6
+NEIGHBOURHOOD_S = 1.0
+GROUND_PERCENTILE = 10.0
 MIN_CONTACT_FRAMES = 2
 BLEND_FRAMES = 3
 
@@ -26,10 +31,27 @@ def horizontal_speed(ankle: np.ndarray, frame_rate: float) -> np.ndarray:
     return np.linalg.norm(np.gradient(ankle[:, :2], axis=0), axis=1) * frame_rate
 
 
+def vertical_speed(ankle: np.ndarray, frame_rate: float) -> np.ndarray:
+    """(F, 3) positions -> (F,) vertical speed, metres per second (central differences)."""
+    if len(ankle) < 2:
+        return np.zeros(len(ankle))
+    return np.abs(np.gradient(ankle[:, 2])) * frame_rate
+
+
+def ground_level(height: np.ndarray, frame_rate: float) -> np.ndarray:
+    """(F,) ankle heights -> (F,) the ankle's ground level at each frame: the
+    GROUND_PERCENTILE-th percentile of its heights within NEIGHBOURHOOD_S seconds either side."""
+    reach = max(1, round(NEIGHBOURHOOD_S * frame_rate))
+    padded = np.pad(np.asarray(height, dtype=np.float64), reach, constant_values=np.nan)
+    around = np.lib.stride_tricks.sliding_window_view(padded, 2 * reach + 1)
+    return np.nanpercentile(around, GROUND_PERCENTILE, axis=1)
+
+
 def contacts(ankle: np.ndarray, frame_rate: float, leg_length: float) -> np.ndarray:
     """(F, 3) ankle path -> (F,) True where the foot is planted."""
-    low = ankle[:, 2] - ankle[:, 2].min() < HEIGHT_FRACTION * leg_length
-    slow = horizontal_speed(ankle, frame_rate) < SPEED_FRACTION * leg_length
+    low = ankle[:, 2] - ground_level(ankle[:, 2], frame_rate) < HEIGHT_FRACTION * leg_length
+    slow = ((horizontal_speed(ankle, frame_rate) < SPEED_FRACTION * leg_length)
+            & (vertical_speed(ankle, frame_rate) < SPEED_FRACTION * leg_length))
     planted = low & slow
     for start, stop in _runs(planted):
         if stop - start < MIN_CONTACT_FRAMES:

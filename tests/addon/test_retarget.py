@@ -9,6 +9,7 @@ Blender evaluates, not on the retargeting's own numbers.
 """
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -398,6 +399,42 @@ def planted_slide(paths: np.ndarray, planted: np.ndarray) -> float:
     """Horizontal distance (m) the ankles travel from frame to frame while planted in both."""
     steps = np.linalg.norm(np.diff(paths[:, :, :2], axis=0), axis=2)
     return float(steps[planted[1:] & planted[:-1]].sum())
+
+
+def test_foot_lock_that_finds_no_planted_feet_says_so(empty_scene, rest_joints):
+    """The body flies upwards the whole clip: no foot is ever planted."""
+    motion, _ = walk_motion(frames=30)
+    motion = replace(motion, trans=motion.trans + np.linspace(0.0, 30.0, 30)[:, None]
+                     * np.array([0.0, 1.0, 0.0]))
+    source = smpl_source(motion)
+    target = mixamo_like(rest_joints)
+    locked = retarget(source, target, options=RetargetOptions(foot_lock=True))
+    assert locked.planted == 0 and locked.sliding is None
+    assert locked.describe().endswith("; foot lock found no planted feet: nothing was locked")
+    assert "foot lock" not in retarget(source, target).describe()
+
+
+@pytest.mark.parametrize("scale", [(1.0, 1.5, 1.0), (0.01, 0.01, 0.02)])
+def test_a_target_scaled_unevenly_is_refused(empty_scene, rest_joints, scale):
+    source = smpl_source(random_motion(rest_joints, 3, seed=2))
+    target = mixamo_like(rest_joints)
+    target.scale = scale
+    bpy.context.view_layer.update()
+    with pytest.raises(RetargetError) as refused:
+        retarget(source, target)
+    assert str(refused.value).startswith(f"{target.name} is scaled unevenly (")
+    assert "Apply the scale first" in str(refused.value)
+    parent = bpy.data.objects.new("holder", None)
+    bpy.context.scene.collection.objects.link(parent)
+    target.scale = (0.01, 0.01, 0.01)  # mixamo's own even scale is fine...
+    target.parent = parent
+    parent.scale = (2.0, 1.0, 1.0)  # ...but not under an unevenly scaled parent
+    bpy.context.view_layer.update()
+    with pytest.raises(RetargetError):
+        retarget(source, target)
+    parent.scale = (2.0, 2.0, 2.0)
+    bpy.context.view_layer.update()
+    assert retarget(source, target).error < math.radians(0.05)
 
 
 def test_foot_lock_reduces_sliding_on_a_walk(empty_scene, rest_joints):

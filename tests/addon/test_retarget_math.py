@@ -364,6 +364,35 @@ def test_contacts_found_from_height_and_speed():
     assert not planted[~truth & (ankle[:, 2] > 0.15)].any()
 
 
+def test_contacts_follow_a_rising_floor():
+    """The floor rises 30 cm over the clip (a slope, or a tilted camera): contacts are found
+    all along it, not only near the clip's lowest point."""
+    ankle, truth = stepping_ankle(frames=150)
+    ankle[:, 2] += np.linspace(0.0, 0.3, len(ankle))
+    planted = footlock.contacts(ankle, 30.0, leg_length=0.9)
+    assert (planted == truth).mean() > 0.9
+    last_steps = slice(90, 150)
+    assert (planted[last_steps] == truth[last_steps]).mean() > 0.9
+
+
+def test_a_glitch_frame_does_not_disable_the_contacts():
+    """One frame where the whole body dips 8 cm: the other contacts are still found."""
+    ankle, truth = stepping_ankle(frames=150)
+    glitch = 40
+    ankle[glitch, 2] -= 0.08
+    planted = footlock.contacts(ankle, 30.0, leg_length=0.9)
+    others = np.arange(len(ankle)) != glitch
+    assert (planted[others] == truth[others]).mean() > 0.9
+
+
+def test_ground_level_is_a_low_percentile_of_the_neighbourhood():
+    height = np.concatenate([np.zeros(40), np.full(40, 1.0)])
+    height[10] = -5.0  # a single glitch
+    ground = footlock.ground_level(height, frame_rate=10.0)  # 10 frames either side
+    np.testing.assert_allclose(ground[:25], 0.0)
+    np.testing.assert_allclose(ground[55:], 1.0)
+
+
 def test_pins_hold_during_contacts_and_fade_around_them():
     ankle, _ = stepping_ankle()
     planted = footlock.contacts(ankle, 30.0, leg_length=0.9)
