@@ -11,6 +11,7 @@ from .camera import DEFAULT_FOV_DEG
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, BackendError
 from .events import Events
 from .interrupts import end_on_signals, ignore_signals
+from .temporal import DEFAULT_SMOOTH
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,9 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="image file(s) (one frame each, in order), an image folder "
                                "(natural order) or a video file")
     estimate.add_argument("-o", "--output", type=Path, required=True, help="motion file: .npz, or .json for JSON")
-    estimate.add_argument("--fov", type=float, default=DEFAULT_FOV_DEG,
-                          help="camera field of view across the long side, degrees "
-                               f"(default {DEFAULT_FOV_DEG:g})")
+    estimate.add_argument("--fov", type=float,
+                          help="camera field of view across the long side, degrees (default: "
+                               f"fitted to the footage, near {DEFAULT_FOV_DEG:g})")
     estimate.add_argument("--focal", type=float,
                           help="camera focal length in pixels (overrides --fov)")
     estimate.add_argument("--start", type=int, default=0, help="first frame (default 0)")
@@ -52,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="frames without the person: rest pose (none), the last pose "
                                "(hold) or between the poses around them (interpolate, default); "
                                "they stay marked invalid")
-    estimate.add_argument("--smooth", type=float, default=0.0,
-                          help="temporal smoothing of video, 0 (raw, default) to 1 (heavy)")
+    estimate.add_argument("--smooth", type=float, default=DEFAULT_SMOOTH,
+                          help="temporal smoothing of video, 0 (raw: frames fitted "
+                               f"independently) to 1 (heavy); default {DEFAULT_SMOOTH:g}")
     estimate.add_argument("--events", action="store_true",
                           help="report progress as JSON lines on stdout")
     estimate.set_defaults(run=_run_estimate)

@@ -22,28 +22,36 @@ import roma
 import torch
 
 from .body.default_skeleton import default_skeleton
+from .body.kinematics import forward_kinematics
 from .body.model import BodyModel
 from .body.smpl_file import load_smpl
 from .body.tree import NUM_JOINTS, NUM_POINTS
-from .camera import DEFAULT_FOV_DEG, fit_translation, intrinsics
+from .camera import DEFAULT_FOV_DEG, intrinsics
 from .errors import BackendError
 from .events import Events
 from .frontends.blazepose import BlazePose, PoseLandmarks
 from .frontends.blazepose_to_smpl import REST_SIDES, SIDE_JOINTS, SIDE_SEEN
 from .frontends.ikol_net import IkolNetFrontEnd
-from .ik.ikol_layer import ikol
-from .ik.shape_fit import fit_betas
+from .ik.ikol_layer import SwingProblem, ikol
+from .ik.image_fit import (FitWeights, ImageEvidence, ImageFitResult, fit_focal, fit_to_image,
+                           smooth_weight, toward_rays)
+from .ik.shape_fit import fit_betas, fit_betas_to_image
 from .ik.side_twist import twist_towards_sides
 from .observations import NetworkBatches, ObservationLog, Observations, landmark_row
 from .person import PersonTracker
 from .readers import FrameRange, downscaled, open_source
-from .temporal import cutoff_for_strength, fill_missing, one_euro, same_hemisphere, unit
+from .temporal import DEFAULT_SMOOTH, cutoff_for_strength, fill_missing, one_euro, same_hemisphere, unit
 from .writers.motion import check_output, write_motion
 
 STILL_FRAME_RATE = 30.0  # written for still images, which have no frame rate of their own
 FRONT_ENDS = ("default", "ikol")
 DEVICES = ("auto", "cpu", "cuda")
-IK_BATCH = 1024  # frames per IK solve: bounds memory on long clips
+IK_BATCH = 512  # frames per IK solve: bounds memory on long clips
+SHAPE_FRAMES = 128  # valid frames (evenly spread) the shape is fitted to in 2D and 3D
+FOCAL_FRAMES = 256  # valid frames (evenly spread) the focal length is fitted to
+FOCAL_PRIOR_SPREAD = 0.3  # relative spread of the focal length's prior
+FOCAL_RANGE = 3.0  # the fitted focal length stays within this factor of the prior's
+KEYPOINT_NOISE = 0.01  # 2D keypoint noise as a fraction of the image's long side
 # Crops per network batch: its 24 heatmaps of 64^3 take about 25 MB per crop in float32.
 NETWORK_BATCH = {"cuda": 64, "cpu": 8}
 
@@ -52,17 +60,19 @@ NETWORK_BATCH = {"cuda": 64, "cpu": 8}
 class EstimateOptions:
     """Everything `estimate` can be told besides its inputs and output (see docs/protocol.md).
 
-    fov_deg / focal_px: the camera (degrees across the long side / pixels; focal wins).
+    fov_deg / focal_px: the camera (degrees across the long side / pixels; focal wins); with
+        neither, the focal length is fitted to the footage (prior: DEFAULT_FOV_DEG).
     front_end: "default" (BlazePose) or "ikol" (the IKOL network, weights from `checkpoint`;
         `half`: float16 on CUDA; `flip_test`: also the mirrored crop).
     person: which person, 0 = the largest at the start, 1 = the next largest, ...
     fill: frames without the person: "none" (rest pose at the origin), "hold", "interpolate".
-    smooth: 0 = raw, up to 1 = heavy One-Euro smoothing of the observations over time.
+    smooth: video: 0 = raw (frames fitted independently), up to 1 = heavy; sets the fit's
+        acceleration term and the One-Euro smoothing of the given rotations.
     smpl: an SMPL model file for the skeleton and shape space; None = the default skeleton.
     device: "auto" (CUDA when there is one), "cpu" or "cuda", for the network and the IK layer.
     """
 
-    fov_deg: float = DEFAULT_FOV_DEG
+    fov_deg: float | None = None
     focal_px: float | None = None
     frame_range: FrameRange = FrameRange()
     front_end: str = "default"
@@ -71,7 +81,7 @@ class EstimateOptions:
     flip_test: bool = False
     person: int = 0
     fill: str = "interpolate"
-    smooth: float = 0.0
+    smooth: float = DEFAULT_SMOOTH
     smpl: Path | None = None
     device: str = "auto"
 
@@ -102,7 +112,9 @@ def estimate(
     if source.fps_note:
         events.emit("warning", code="frame_rate", message=source.fps_note)
 
-    camera = intrinsics(*source.frame_size, fov_deg=options.fov_deg, focal_px=options.focal_px)
+    # The network places its joints through a camera before the focal length can be fitted.
+    camera = intrinsics(*source.frame_size, fov_deg=options.fov_deg or DEFAULT_FOV_DEG,
+                        focal_px=options.focal_px)
     log = ObservationLog()
     batches = NetworkBatches(network, camera, log) if network is not None else None
     valid: list[bool] = []
@@ -143,9 +155,11 @@ def estimate(
     with clock("ik"):
         frame_rate = source.fps / options.frame_range.stride if is_video else STILL_FRAME_RATE
         seen = log.finish(valid)
-        prepared = _prepared(seen, camera, frame_rate if is_video else None, options)
+        prepared = _prepared(seen, frame_rate if is_video else None, options)
         solved = seen.valid if options.fill == "none" else np.ones_like(seen.valid)
-        arrays = _solve(body, prepared, solved, camera, device)
+        camera = _camera(seen, *source.frame_size, options)
+        arrays = _solve(body, prepared, solved, camera, device, frame_rate if is_video else None,
+                        options.smooth)
 
     with clock("write"):
         write_motion(output, {
@@ -226,11 +240,12 @@ def _nobody_message(person: int, people_at_start: int) -> str:
             f"{'person was' if people_at_start == 1 else 'people were'} found.")
 
 
-def _prepared(seen: Observations, camera: np.ndarray, frame_rate: float | None,
-              options: EstimateOptions) -> Observations:
-    """The observations with gaps filled, then smoothed over time (video only), rotations kept
-    rotations: (cos, sin) pairs and quaternions are renormalised, quaternions first put in
-    one hemisphere."""
+def _prepared(seen: Observations, frame_rate: float | None, options: EstimateOptions) -> Observations:
+    """The observations with gaps filled; in video, the rotations the fit takes as given (the
+    network's twist and leaf rotations, the seen sides of hands, feet and head) smoothed over
+    time by `--smooth` (positions are smoothed by the fit itself). Rotations stay rotations:
+    (cos, sin) pairs and quaternions are renormalised, quaternions first put in one
+    hemisphere."""
     fill, valid = options.fill, seen.valid
     filled = {name: fill_missing(value, valid, fill) for name, value in seen.per_frame()
               if name not in ("leaf_quats", "betas")}
@@ -239,19 +254,11 @@ def _prepared(seen: Observations, camera: np.ndarray, frame_rate: float | None,
     if options.smooth > 0 and frame_rate is not None:
         restart = valid if fill == "none" else None
         cutoff = cutoff_for_strength(options.smooth)
-
-        def smooth(values: np.ndarray) -> np.ndarray:
-            return one_euro(values, frame_rate, cutoff, valid=restart)
-
-        # 2D in focal-length units (about metres at 1 m), so one speed coefficient serves all.
-        focal = camera[0, 0]
-        filled["points"] = smooth(filled["points"])
-        filled["keypoints_2d"][..., :2] = smooth(filled["keypoints_2d"][..., :2] / focal) * focal
         if "sides" in filled:
-            filled["sides"][..., :3] = smooth(filled["sides"][..., :3])
+            filled["sides"][..., :3] = one_euro(filled["sides"][..., :3], frame_rate, cutoff, valid=restart)
         for name in ("twist", "leaf_quats"):
             if name in filled:
-                filled[name] = smooth(filled[name])
+                filled[name] = one_euro(filled[name], frame_rate, cutoff, valid=restart)
     for name in ("twist", "leaf_quats"):
         if name in filled:
             filled[name] = unit(filled[name])
@@ -260,50 +267,100 @@ def _prepared(seen: Observations, camera: np.ndarray, frame_rate: float | None,
 
 def _solve(
     body: BodyModel, seen: Observations, solved: np.ndarray, camera: np.ndarray,
-    device: torch.device,
+    device: torch.device, frame_rate: float | None, smooth: float,
 ) -> dict[str, np.ndarray]:
     """Shape, poses, translation and posed joints for all frames (float32 arrays).
 
     The shape: the network's, averaged over the valid frames, on an SMPL-format body; else
-    fitted to the bone lengths of the valid frames. Frames not `solved` keep the rest pose at
-    the origin. With the default front end each batch is solved twice: twist-free, then with
-    the hands', feet's and head's roll turned toward their seen sides (`ik.side_twist`).
+    fitted first to the bone lengths of the valid frames, then, with those frames posed, to
+    their 2D keypoints and 3D targets together (`shape_fit.fit_betas_to_image`). Frames not
+    `solved` keep the rest pose at the origin. Poses: `_fit_frames`, in batches of IK_BATCH.
     """
     body = body.to(device)
-
-    def tensor(values: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(values, dtype=torch.float32, device=device)
-
+    weights = FitWeights()
+    if smooth > 0 and frame_rate is not None:
+        weights = dataclasses.replace(
+            weights, smooth=smooth_weight(cutoff_for_strength(smooth), frame_rate, weights))
     if seen.betas is not None and body.mesh is not None:
-        betas = tensor(seen.betas[seen.valid].mean(axis=0, keepdims=True))
+        betas = _tensor(seen.betas[seen.valid].mean(axis=0, keepdims=True), device)
     else:
-        betas = fit_betas(body, tensor(seen.points[seen.valid]), shared=True)[:1]
+        betas = fit_betas(body, _tensor(seen.points[seen.valid], device), shared=True)[:1]
+        rows = np.flatnonzero(seen.valid)
+        rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), SHAPE_FRAMES)).astype(int)]
+        fitted = _fit_frames(body, seen, rows, betas, camera, FitWeights(), temporal=False)
+        _, global_rotmats = forward_kinematics(fitted.rotmats, body.rest_points(betas.expand(len(rows), -1)))
+        betas = fit_betas_to_image(
+            body, global_rotmats, _tensor(seen.points[rows], device),
+            _tensor(seen.keypoints_2d[rows, :, :2], device), _tensor(seen.keypoints_2d[rows, :, 2], device),
+            _tensor(camera, device), image_weight=weights.image, points_weight=weights.points_3d,
+        )[None]
     rest = body.rest_points(betas)[0]
     frames = len(solved)
     poses = np.zeros((frames, NUM_JOINTS, 3))
     posed = np.broadcast_to(rest.double().cpu().numpy(), (frames, NUM_POINTS, 3)).copy()
+    position = np.broadcast_to(rest[0].double().cpu().numpy(), (frames, 3)).copy()
     rows = np.flatnonzero(solved)
     for start in range(0, len(rows), IK_BATCH):
         batch = rows[start:start + IK_BATCH]
-        targets, part_betas = tensor(seen.points[batch]), betas.expand(len(batch), -1)
-        twist = None if seen.twist is None else tensor(seen.twist[batch])
-        leaves = None if seen.leaf_quats is None else roma.unitquat_to_rotmat(tensor(seen.leaf_quats[batch]))
-        result = ikol(body, targets, betas=part_betas, twist=twist, leaf_rotmats=leaves, init="analytic")
-        if seen.sides is not None:
-            side = tensor(seen.sides[batch])
-            twist = twist_towards_sides(
-                result.rotmats, rest.expand(len(batch), -1, -1), SIDE_JOINTS,
-                torch.as_tensor(REST_SIDES), side[..., :3], side[..., 3] >= SIDE_SEEN)
-            result = ikol(body, targets, betas=part_betas, twist=twist, init="analytic")
-        poses[batch] = result.poses().double().cpu().numpy()
-        posed[batch] = (result.points + rest[0]).double().cpu().numpy()
-    trans = np.zeros((frames, 3))
-    for i in rows:
-        trans[i] = fit_translation(posed[i], seen.keypoints_2d[i, :, :2], seen.keypoints_2d[i, :, 2], camera)
+        fitted = _fit_frames(body, seen, batch, betas, camera, weights, temporal=frame_rate is not None)
+        poses[batch] = roma.rotmat_to_rotvec(fitted.rotmats).double().cpu().numpy()
+        posed[batch] = fitted.points.double().cpu().numpy()
+        position[batch] = fitted.position.double().cpu().numpy()
+    trans = position - rest[0].double().cpu().numpy()
     return {
         "poses": poses.reshape(frames, NUM_JOINTS * 3).astype(np.float32),
         "trans": trans.astype(np.float32),
         "betas": betas[0].cpu().numpy().astype(np.float32),
-        "joints": (posed[:, :NUM_JOINTS] + trans[:, None]).astype(np.float32),
+        "joints": posed[:, :NUM_JOINTS].astype(np.float32),
         "rest_joints": rest[:NUM_JOINTS].cpu().numpy().astype(np.float32),
     }
+
+
+def _tensor(values: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(values, dtype=torch.float32, device=device)
+
+
+def _fit_frames(body: BodyModel, seen: Observations, rows: np.ndarray, betas: torch.Tensor,
+                camera: np.ndarray, weights: FitWeights, temporal: bool) -> ImageFitResult:
+    """Pose the frames `rows` (in time order) on the image.
+
+    The IK layer's problem gets the front end's twist and leaf rotations; with the default
+    front end, a 3D solve first finds the pose whose hands', feet's and head's roll then turn
+    toward their seen sides (`ik.side_twist`). The image-aligned fit (`ik.image_fit`) follows,
+    jointly over neighbouring frames when `temporal` (consecutive rows are linked).
+    """
+    device = betas.device
+    targets, part_betas = _tensor(seen.points[rows], device), betas.expand(len(rows), -1)
+    twist = None if seen.twist is None else _tensor(seen.twist[rows], device)
+    leaves = None if seen.leaf_quats is None else roma.unitquat_to_rotmat(_tensor(seen.leaf_quats[rows], device))
+    if seen.sides is not None:
+        result = ikol(body, targets, betas=part_betas, init="analytic")
+        side = _tensor(seen.sides[rows], device)
+        twist = twist_towards_sides(
+            result.rotmats, body.rest_points(part_betas), SIDE_JOINTS,
+            torch.as_tensor(REST_SIDES), side[..., :3], side[..., 3] >= SIDE_SEEN)
+    evidence = ImageEvidence(_tensor(seen.keypoints_2d[rows, :, :2], device),
+                             _tensor(seen.keypoints_2d[rows, :, 2], device), _tensor(camera, device))
+    linked = torch.as_tensor(np.diff(rows, prepend=-2) == 1, device=device) if temporal else None
+    aimed = toward_rays(targets, evidence, weights, linked)
+    problem = SwingProblem.build(body, aimed, part_betas, twist, leaves)
+    return fit_to_image(problem, evidence, weights, linked=linked, targets=targets)
+
+
+def _camera(seen: Observations, width: int, height: int, options: EstimateOptions) -> np.ndarray:
+    """The intrinsics: from --focal or --fov when given; else the focal length fitted to the
+    valid frames' 3D targets and 2D keypoints (`ik.image_fit.fit_focal`), with a prior at
+    DEFAULT_FOV_DEG."""
+    if options.focal_px is not None or options.fov_deg is not None:
+        return intrinsics(width, height, fov_deg=options.fov_deg or DEFAULT_FOV_DEG,
+                          focal_px=options.focal_px)
+    prior = intrinsics(width, height)
+    rows = np.flatnonzero(seen.valid)
+    rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), FOCAL_FRAMES)).astype(int)]
+    points = torch.as_tensor(seen.points[rows], dtype=torch.float64)
+    evidence = ImageEvidence(torch.as_tensor(seen.keypoints_2d[rows, :, :2]),
+                             torch.as_tensor(seen.keypoints_2d[rows, :, 2]), torch.as_tensor(prior))
+    focal = fit_focal(points, evidence, prior[0, 0], FOCAL_PRIOR_SPREAD,
+                      KEYPOINT_NOISE * max(width, height))
+    focal = float(np.clip(focal, prior[0, 0] / FOCAL_RANGE, prior[0, 0] * FOCAL_RANGE))
+    return intrinsics(width, height, focal_px=focal)

@@ -71,7 +71,7 @@ def test_gauss_newton_from_zero_swing_converges(body: BodyModel) -> None:
     result = ikol(body, case.targets, case.betas, case.twist, case.leaf, iterations=30, damping=1e-3)
     error = mpjpe_mm(result.points, case.points)
     assert error.median() < 1e-6
-    assert (error < 1.0).float().mean() > 0.9  # a few poses end in a local minimum
+    assert (error < 1.0).float().mean() > 0.85  # a few poses end in a local minimum
     assert rot_err_deg(result.rotmats, case.rotmats).median() < 1e-6
 
 
@@ -203,7 +203,7 @@ def test_betas_fitted_from_bone_lengths(body: BodyModel) -> None:
         lengths = (fitted[:, 1:] - fitted[:, parents]).norm(dim=-1)
         return 1000 * (lengths - (rest[:, 1:] - rest[:, parents]).norm(dim=-1)).abs()
 
-    assert bone_error_mm(fit_betas(body, case.targets, ridge=1e-8), case.rest).max() < 0.05
+    assert bone_error_mm(fit_betas(body, case.targets, ridge=1e-8), case.rest).max() < 0.2
     result = ikol(body, case.targets, None, case.twist, case.leaf, init="analytic")
     assert bone_error_mm(result.betas, case.rest).mean() < 4.0  # the ridge prior shrinks a little
     assert mpjpe_mm(result.points, case.points).mean() < 5.0

@@ -6,13 +6,21 @@ shank 0.23, upper arm 0.15, forearm 0.145, hand 0.11 with the hand joint at the 
 shoulder breadth 0.20 between shoulder joints). The numbers are this project's own, not SMPL's.
 Model frame: Y up, X to the body's left, Z forward, metres, pelvis joint at the origin.
 
-Shape: four of the ten betas have a meaning here (the rest are zero directions), so that betas
-fitted from bone lengths stay a small, readable set:
+Shape: the ten betas are symmetric per-segment proportions, so that a fit from keypoints can
+match a real person's limbs, torso and widths. Each beta lengthens its bones (both sides) by
+the stated fraction of their rest vectors per unit, and everything below them moves along:
   beta 0: overall size, +5 % per unit, about the pelvis;
-  beta 1: leg length, +5 % of the legs per unit (the body moves with its feet on the ground
-          only after translation, not in this frame);
-  beta 2: shoulder breadth, +8 % of the collar-to-shoulder offsets per unit;
-  beta 3: arm length, +5 % of the arms per unit.
+  beta 1: thighs (hip to knee), +5 %;
+  beta 2: shanks (knee to ankle), +5 %;
+  beta 3: upper arms (shoulder to elbow), +5 %;
+  beta 4: forearms (elbow to wrist), +5 %;
+  beta 5: shoulder width: the sideways (x) part of spine3 to collar and collar to shoulder, +8 %;
+  beta 6: hip width: the sideways (x) part of pelvis to hip, +8 %;
+  beta 7: torso length: the vertical (y) part of the spine, spine3 to neck and to collars, +5 %;
+  beta 8: neck and head (neck to head to head top), +5 %;
+  beta 9: hands and feet (wrist to fingertip, ankle to toe), +5 %.
+A unit is about one standard deviation of adult proportions, so a prior that betas are
+standard normal is a fair one.
 """
 
 import torch
@@ -44,8 +52,27 @@ _CENTRE = {
     "head_top": (0.0, 0.770, 0.000),
 }
 
-_LEGS = {"hip", "knee", "ankle", "foot", "bigtoe"}
-_ARMS = {"elbow", "wrist", "hand", "middle_tip"}
+# Per bone (named by its child's part): (beta, growth per unit, which components grow).
+_ALL, _X, _Y = (1.0, 1.0, 1.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
+_GROWTH: dict[str, list[tuple[int, float, tuple[float, float, float]]]] = {
+    "knee": [(1, 0.05, _ALL)],
+    "ankle": [(2, 0.05, _ALL)],
+    "elbow": [(3, 0.05, _ALL)],
+    "wrist": [(4, 0.05, _ALL)],
+    "collar": [(5, 0.08, _X), (7, 0.05, _Y)],
+    "shoulder": [(5, 0.08, _X)],
+    "hip": [(6, 0.08, _X)],
+    "spine1": [(7, 0.05, _Y)],
+    "spine2": [(7, 0.05, _Y)],
+    "spine3": [(7, 0.05, _Y)],
+    "neck": [(7, 0.05, _Y)],
+    "head": [(8, 0.05, _ALL)],
+    "head_top": [(8, 0.05, _ALL)],
+    "foot": [(9, 0.05, _ALL)],
+    "bigtoe": [(9, 0.05, _ALL)],
+    "hand": [(9, 0.05, _ALL)],
+    "middle_tip": [(9, 0.05, _ALL)],
+}
 
 
 def _position(name: str) -> tuple[float, float, float]:
@@ -66,15 +93,12 @@ def default_skeleton() -> BodyModel:
     template = torch.tensor([_position(n) for n in names], dtype=torch.float32)
     shapedirs = torch.zeros(len(names), 3, NUM_BETAS)
     shapedirs[:, :, 0] = 0.05 * template
-    for i, name in enumerate(names):
-        part = _part(name)
+    for i, name in enumerate(names):  # parents come before their children
         parent = POINT_PARENTS[i]
-        if part in _LEGS - {"hip"}:
-            # Each leg segment grows with the segment above it.
-            shapedirs[i, :, 1] = shapedirs[parent, :, 1] + 0.05 * (template[i] - template[parent])
-        if part == "shoulder" or part in _ARMS:
-            grow = 0.08 if part == "shoulder" else 0.0
-            shapedirs[i, :, 2] = shapedirs[parent, :, 2] + grow * (template[i] - template[parent])
-        if part in _ARMS:
-            shapedirs[i, :, 3] = shapedirs[parent, :, 3] + 0.05 * (template[i] - template[parent])
+        if parent < 0:
+            continue
+        shapedirs[i, :, 1:] = shapedirs[parent, :, 1:]
+        bone = template[i] - template[parent]
+        for beta, rate, parts in _GROWTH.get(_part(name), []):
+            shapedirs[i, :, beta] += rate * bone * torch.tensor(parts)
     return BodyModel("default_skeleton", template, shapedirs)

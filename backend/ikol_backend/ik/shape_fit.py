@@ -17,9 +17,10 @@ gives 5.1 mm).
 import torch
 
 from ..body.model import NUM_BETAS, BodyModel
-from ..body.tree import POINT_PARENTS
+from ..body.kinematics import forward_kinematics
+from ..body.tree import PARENTS, POINT_PARENTS
 
-DEFAULT_RIDGE = 3e-4
+DEFAULT_RIDGE = 1e-4
 
 
 def fit_betas(
@@ -27,7 +28,7 @@ def fit_betas(
     points: torch.Tensor,
     *,
     ridge: float = DEFAULT_RIDGE,
-    iterations: int = 3,
+    iterations: int = 5,
     shared: bool = False,
 ) -> torch.Tensor:
     """Betas whose rest bone lengths best match those of `points`.
@@ -67,3 +68,82 @@ def fit_betas(
         gradient = gradient + ridge * betas
         betas = betas - torch.linalg.solve(normal, gradient)
     return betas.expand(points.shape[0], NUM_BETAS) if shared else betas
+
+
+def fit_betas_to_image(
+    body: BodyModel,
+    global_rotmats: torch.Tensor,
+    targets: torch.Tensor,
+    keypoints: torch.Tensor,
+    confidence: torch.Tensor,
+    camera: torch.Tensor,
+    *,
+    image_weight: float,
+    points_weight: float,
+    ridge: float = DEFAULT_RIDGE,
+) -> torch.Tensor:
+    """One shape for B posed frames, from their 2D keypoints and 3D targets together.
+
+    With the joint rotations held, the posed points are linear in the betas and the pelvis
+    position c: X_i = c + FK_i(rest(betas)). Both kinds of evidence are then linear too: a
+    3D residual X_i - X_0 - T_i, and the reprojection error in metres at the point's depth,
+    (x - (u - cx) / fx z, y - (v - cy) / fy z) in the camera frame (each times sqrt(weight
+    confidence)). One linear least-squares solve over the shared betas and every frame's c
+    (eliminated per frame), with the ridge prior `ridge |betas|^2`.
+
+    Args:
+        body: the skeleton whose shape space is fitted.
+        global_rotmats: (B, 24, 3, 3) each joint's rotation in the scene frame (Y up, Z towards
+            the camera, camera at the origin looking along -Z).
+        targets: (B, P, 3) root-relative 3D targets in the scene frame, metres.
+        keypoints: (B, P, 2) pixels; confidence: (B, P); camera: (3, 3) intrinsics.
+        image_weight, points_weight: the weights of the two kinds of residual.
+
+    Returns:
+        (10,) betas.
+    """
+    batch, num = targets.shape[:2]
+    dtype = torch.float64
+    rot = global_rotmats.to(dtype)
+    local = torch.cat([rot[:, :1], rot[:, list(PARENTS[1:])].transpose(-1, -2) @ rot[:, 1:]], 1)
+    template = body.point_template.to(rot)
+    shapedirs = body.point_shapedirs.to(rot)
+    # Posed offsets from the pelvis: at betas 0, and per unit of each beta (linear in the rest).
+    base, _ = forward_kinematics(local, template.expand(batch, -1, -1))
+    per_beta = torch.stack([
+        forward_kinematics(local, shapedirs[:, :, k].expand(batch, -1, -1))[0] for k in range(NUM_BETAS)
+    ], -1)  # (B, 29, 3, 10)
+    base = (base - base[:, :1])[:, :num]
+    per_beta = (per_beta - per_beta[:, :1])[:, :num]
+    flip = rot.new_tensor([1.0, -1.0, -1.0])  # scene -> camera frame (x right, y down, z ahead)
+    k = camera.to(rot)
+    ray = (keypoints[..., :num, :].to(rot) - k[:2, 2]) / k.diagonal()[:2]  # (B, P, 2)
+    conf = confidence[:, :num].to(rot)
+    eye = torch.eye(3, dtype=dtype, device=rot.device)
+
+    # Reprojection rows: project [camera point] onto (x - rx z, y - ry z).
+    pick = torch.zeros(batch, num, 2, 3, dtype=dtype, device=rot.device)
+    pick[..., 0, 0] = 1.0
+    pick[..., 1, 1] = 1.0
+    pick[..., :, 2] = -ray
+    pick = pick * flip  # acting on scene-frame vectors
+    image_w = (image_weight * conf).sqrt()[..., None, None]
+    rows_beta = image_w * (pick @ per_beta)  # (B, P, 2, 10)
+    rows_c = image_w * pick  # (B, P, 2, 3)
+    rhs = -(image_w[..., 0] * (pick @ base.unsqueeze(-1)).squeeze(-1))  # (B, P, 2)
+    # 3D rows: base + per_beta b = targets.
+    body_w = points_weight ** 0.5
+    rows3_beta = body_w * per_beta
+    rows3_c = torch.zeros(batch, num, 3, 3, dtype=dtype, device=rot.device)
+    rhs3 = body_w * (targets.to(rot) - base)
+
+    a_beta = torch.cat([rows_beta.flatten(1, 2), rows3_beta.flatten(1, 2)], 1)  # (B, R, 10)
+    a_c = torch.cat([rows_c.flatten(1, 2), rows3_c.flatten(1, 2)], 1)  # (B, R, 3)
+    b = torch.cat([rhs.flatten(1), rhs3.flatten(1)], 1)  # (B, R)
+    hcc = a_c.transpose(1, 2) @ a_c + 1e-12 * eye
+    hcb = a_c.transpose(1, 2) @ a_beta
+    gc = a_c.transpose(1, 2) @ b.unsqueeze(-1)
+    hbb = (a_beta.transpose(1, 2) @ a_beta - hcb.transpose(1, 2) @ torch.linalg.solve(hcc, hcb)).sum(0)
+    gb = (a_beta.transpose(1, 2) @ b.unsqueeze(-1) - hcb.transpose(1, 2) @ torch.linalg.solve(hcc, gc)).sum(0)
+    normal = hbb + ridge * torch.eye(NUM_BETAS, dtype=dtype, device=rot.device)
+    return torch.linalg.solve(normal, gb).squeeze(-1).to(targets.dtype)
