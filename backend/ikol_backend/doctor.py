@@ -152,18 +152,19 @@ def check_checkpoint(path: Path) -> Check:
     from .errors import BackendError
 
     try:
-        from .network.checkpoint import load_checkpoint
+        from .network.checkpoint import open_checkpoint
 
-        network = load_checkpoint(path, "cpu")
+        loaded = open_checkpoint(path, "cpu")
     except BackendError as exc:  # the loader's message names the file and what is wrong
         return Check("checkpoint", False, exc.message)
     except Exception as exc:  # torch does not import, for one
         return Check("checkpoint", False, f"{path}: {_first_line(exc)}")
-    tensors = network.state_dict().values()
+    tensors = loaded.network.state_dict().values()
     numbers = sum(tensor.numel() for tensor in tensors if tensor.is_floating_point())
+    ignored = f"; {len(loaded.unused_keys)} unused keys ignored" if loaded.unused_keys else ""
     return Check("checkpoint", True,
                  f"{path}: IKOL24 (ResNet-34), {len(tensors)} tensors, "
-                 f"{numbers / 1e6:.1f} million numbers")
+                 f"{numbers / 1e6:.1f} million numbers{ignored}")
 
 
 def _naming(path: Path, message: str) -> str:

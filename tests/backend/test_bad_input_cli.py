@@ -102,3 +102,19 @@ def test_a_video_with_too_few_frames_left_is_refused(clip: Path, tmp_path: Path)
     assert events[-1]["message"].startswith("Video is damaged: only ")
     assert "at least 50% must" in events[-1]["message"]
     assert not output.exists() and list(tmp_path.iterdir()) == [cut]
+
+
+def test_a_checkpoint_with_keys_the_network_does_not_use_loads_with_a_warning(tmp_path: Path):
+    from tests.tools.random_ikol import authors_layout, random_network
+
+    import torch
+
+    path = tmp_path / "extra.pth"
+    torch.save({**authors_layout(random_network()), "init_cam": torch.zeros(3)}, path)
+    result, events = backend("estimate", SAMPLE, "-o", tmp_path / "m.npz", "--front-end", "ikol",
+                             "--checkpoint", path, "--device", "cpu")
+    assert result.returncode == 0, events[-1]
+    assert [e for e in events if e["event"] == "warning"] == [{
+        "event": "warning", "code": "checkpoint_unused_keys", "message":
+        f"{path}: the IKOL24 network does not use every key of the checkpoint; ignored "
+        "1 unused key: init_cam"}]

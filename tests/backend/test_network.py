@@ -19,7 +19,7 @@ from ikol_backend.frontends.ikol_net import (
     run_network,
 )
 from ikol_backend.ik.ikol_layer import twist_from_rotmats
-from ikol_backend.network.checkpoint import load_checkpoint
+from ikol_backend.network.checkpoint import load_checkpoint, open_checkpoint
 from ikol_backend.network.ikol24 import DEPTH_SCALE_M, IKOL24, LEAF_JOINTS, IkolOutput
 from tests.tools.random_ikol import random_network, write_random_checkpoint
 
@@ -130,6 +130,26 @@ def test_loads_the_authors_format_and_wrapped_forms(checkpoint: Path, tmp_path: 
     under_model = tmp_path / "model.pth"
     torch.save({"model": saved}, under_model)
     torch.testing.assert_close(load_checkpoint(under_model, "cpu").state_dict(), network.state_dict())
+
+
+def test_keys_the_network_does_not_use_are_ignored_with_a_note(checkpoint: Path, tmp_path: Path) -> None:
+    """As the authors load their checkpoints (strict=False): extra keys load, named in a note;
+    the `smpl.` buffers are the authors' own and pass silently."""
+    saved = torch.load(checkpoint, weights_only=True)
+    extra = tmp_path / "extra.pth"
+    torch.save({**saved, "init_cam": torch.zeros(3), "deccam.weight": torch.zeros(1, 1024)}, extra)
+    loaded = open_checkpoint(extra, "cpu")
+    assert loaded.unused_keys == ("init_cam", "deccam.weight")
+    assert loaded.note == (f"{extra}: the IKOL24 network does not use every key of the "
+                           "checkpoint; ignored 2 unused keys: init_cam, deccam.weight")
+    for key, value in loaded.network.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    assert open_checkpoint(checkpoint, "cpu").note is None
+    assert IkolNetFrontEnd(extra, torch.device("cpu")).checkpoint_note == loaded.note
+    from ikol_backend import doctor
+
+    check = doctor.check_checkpoint(extra)
+    assert check.ok and check.message.endswith("million numbers; 2 unused keys ignored")
 
 
 def test_front_end_on_the_sample_photo(checkpoint: Path, sample) -> None:
@@ -340,15 +360,35 @@ def test_flip_test_of_a_mirrored_crop_is_the_mirrored_flip_test(sample) -> None:
     assert (flipped.uvd[:1] - plain.uvd[:1]).abs().max() > 1e-3  # the flip test changed something
 
 
+def test_the_crop_is_the_authors_pixel_grid_computed_by_hand() -> None:
+    """The authors' crop (HybrIK's get_affine_transform and cv2.warpAffine): the box's centre,
+    in integer-centred pixels, lands on crop pixel (128, 128). Worked by hand for two boxes."""
+    image = np.random.default_rng(5).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    # Box sides 204.8 -> crop side 256: one crop pixel per image pixel. Centre (100.5, 90.5),
+    # in integer-centred pixels (100, 90): image pixel (r, c) is crop pixel (r + 38, c + 28).
+    crop, crop_to_image = person_crop(image, (100.5 - 102.4, 90.5 - 60.0, 100.5 + 102.4, 90.5 + 60.0))
+    np.testing.assert_array_equal(crop[38:38 + 120, 28:28 + 160], image)
+    assert not crop[:38].any() and not crop[38 + 120:].any() and not crop[:, :28].any()
+    np.testing.assert_allclose(crop_to_image @ [28.0, 38.0, 1.0], (0.5, 0.5))  # pixel (0, 0)'s centre
+    # Box sides 102.4 -> two crop pixels per image pixel. Centre (64.5, 64.5), integer-centred
+    # (64, 64): crop = 2 * image + 0, so image pixel (r, c) is crop pixel (2r, 2c) and crop
+    # pixel (2r, 2c + 1) lies halfway between image pixels (r, c) and (r, c + 1).
+    crop, crop_to_image = person_crop(image, (64.5 - 51.2, 64.5 - 20.0, 64.5 + 51.2, 64.5 + 20.0))
+    np.testing.assert_array_equal(crop[0:240:2, 0:256:2], image[:, :128])
+    halfway = (image[:, :127].astype(int) + image[:, 1:128]) / 2
+    assert np.abs(crop[0:240:2, 1:254:2] - halfway).max() <= 1  # bilinear, rounded
+    np.testing.assert_allclose(crop_to_image @ [128.0, 128.0, 1.0], (64.5, 64.5))
+
+
 def test_crop_and_its_map_back_agree_with_the_pixels() -> None:
     """A bright spot in the image is found in the crop where the map says, at any scale."""
     image = np.zeros((300, 400, 3), dtype=np.uint8)
     spot = (151.5, 102.5)  # the centre of pixel (151, 102), continuous coordinates
     image[102, 151] = 255
-    # Box sides 204.8 -> crop side 256: one crop pixel per image pixel; centre on whole pixels.
-    crop, crop_to_image = person_crop(image, (99.6, 40.0, 304.4, 160.0))
+    # Box sides 204.8 -> crop side 256: one crop pixel per image pixel; centre on a pixel centre.
+    crop, crop_to_image = person_crop(image, (100.1, 40.5, 304.9, 160.5))
     (row, column), = np.argwhere(crop[..., 0] > 250)
-    np.testing.assert_allclose(crop_to_image @ [column + 0.5, row + 0.5, 1.0], spot, atol=1e-9)
+    np.testing.assert_allclose(crop_to_image @ [column, row, 1.0], spot, atol=1e-9)
 
     blob = np.zeros((300, 400, 3), dtype=np.uint8)
     cv2.circle(blob, (160, 110), 6, (255, 255, 255), -1)  # centre (160.5, 110.5) continuous
@@ -356,7 +396,7 @@ def test_crop_and_its_map_back_agree_with_the_pixels() -> None:
         crop, crop_to_image = person_crop(blob, box)
         weights = crop[..., 0].astype(float)
         rows, columns = np.indices(weights.shape)
-        centroid = [(weights * (columns + 0.5)).sum() / weights.sum(), (weights * (rows + 0.5)).sum() / weights.sum()]
+        centroid = [(weights * columns).sum() / weights.sum(), (weights * rows).sum() / weights.sum()]
         np.testing.assert_allclose(crop_to_image @ [*centroid, 1.0], (160.5, 110.5), atol=0.05)
 
     points = np.array([[3.0, 7.0], [250.0, 100.0], [128.0, 128.0]])

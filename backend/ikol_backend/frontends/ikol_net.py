@@ -26,8 +26,10 @@ Steps, for a batch of person crops:
    X, `camera.CAMERA_TO_MODEL`), are the IK targets.
 
 Frames: image pixels are continuous (0, 0 at the image's top-left corner, pixel centres at
-half-integers; OpenCV's `warpAffine` counts from pixel centres, which `person_crop` accounts
-for). The camera frame is OpenCV's (x right, y down, z forward); the model frame is SMPL's (Y
+half-integers). Crop pixels follow the authors' convention, which the network was trained with:
+integer pixel centres (OpenCV's), the box's centre at crop pixel (128, 128), and the network's
+(u + 0.5) * 256 read as such a crop pixel. `person_crop` and its map back convert between the
+two. The camera frame is OpenCV's (x right, y down, z forward); the model frame is SMPL's (Y
 up, Z towards the camera here). Twist angles and leaf rotations are local (relative to the
 parent in its rest frame), so the turn from camera to model frame leaves them unchanged.
 """
@@ -45,7 +47,7 @@ from ..body.model import NUM_BETAS, BodyModel
 from ..body.tree import JOINT_NAMES, LEAF_PARENTS, NUM_JOINTS, PARENTS
 from ..camera import CAMERA_TO_MODEL
 from ..errors import BackendError
-from ..network.checkpoint import load_checkpoint
+from ..network.checkpoint import open_checkpoint
 from ..network.ikol24 import DEPTH_SCALE_M, INPUT_SIZE, IKOL24, LEAF_JOINTS, IkolOutput
 
 CROP_SIZE = INPUT_SIZE  # pixels
@@ -104,8 +106,9 @@ def person_crop(rgb: np.ndarray, box: tuple[float, float, float, float]) -> tupl
 
     Returns:
         The (256, 256, 3) uint8 crop: a square of BOX_SCALE times the box's longer side about the
-        box's centre (outside the image: black), and the (2, 3) affine map from crop pixels to
-        image pixels (both continuous): image = A @ (x, y, 1).
+        box's centre (outside the image: black), and the (2, 3) affine map from crop pixels
+        (integer centres: the box's centre is crop pixel (128, 128), as in the authors' crops)
+        to image pixels (continuous): image = A @ (x, y, 1).
     """
     x0, y0, x1, y1 = (float(value) for value in box)
     if not (np.isfinite([x0, y0, x1, y1]).all() and x1 > x0 and y1 > y0):
@@ -113,11 +116,11 @@ def person_crop(rgb: np.ndarray, box: tuple[float, float, float, float]) -> tupl
     centre_x, centre_y = (x0 + x1) / 2, (y0 + y1) / 2
     scale = CROP_SIZE / (BOX_SCALE * max(x1 - x0, y1 - y0))  # crop pixels per image pixel
     half = CROP_SIZE / 2
-    # Continuous coordinates: crop = scale * (image - centre) + half. OpenCV indexes pixel
-    # centres (index = continuous - 0.5) on both sides, which shifts the offset.
+    # The authors' map, in integer-centred pixels on both sides: crop = scale * (image - c) +
+    # half, c the box's centre in those pixels (the continuous centre less half a pixel).
     opencv_map = np.array([
-        [scale, 0.0, scale * (0.5 - centre_x) + half - 0.5],
-        [0.0, scale, scale * (0.5 - centre_y) + half - 0.5],
+        [scale, 0.0, scale * (0.5 - centre_x) + half],
+        [0.0, scale, scale * (0.5 - centre_y) + half],
     ])
     crop = cv2.warpAffine(rgb, opencv_map, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
@@ -235,7 +238,9 @@ class IkolNetFrontEnd:
                                              f"the network would run on {device.type}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.network = load_checkpoint(checkpoint, device)
+        loaded = open_checkpoint(checkpoint, device)
+        self.network = loaded.network
+        self.checkpoint_note = loaded.note  # keys of the file the network ignored, for a warning
         self.device = device
         self.half = half
         self.flip_test = flip_test
@@ -292,7 +297,7 @@ def place(uvd: torch.Tensor, crop_to_image: torch.Tensor, camera: torch.Tensor,
         (B, 24, 3) joints in the model frame relative to the pelvis, (B, 3) the pelvis in the
         camera frame (metres), and (B, 24, 2) the joints in image pixels.
     """
-    crop_pixels = (uvd[..., :2] + 0.5) * CROP_SIZE
+    crop_pixels = (uvd[..., :2] + 0.5) * CROP_SIZE  # integer-centred crop pixels (authors')
     pixels = crop_pixels @ crop_to_image[:, :, :2].transpose(1, 2) + crop_to_image[:, None, :, 2]
     rays = torch.cat([pixels, torch.ones_like(pixels[..., :1])], dim=-1) @ torch.linalg.inv(camera).T
     relative_depth = (uvd[..., 2] - uvd[:, :1, 2]) * DEPTH_SCALE_M

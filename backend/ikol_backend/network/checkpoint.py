@@ -9,11 +9,15 @@ Files are read with `torch.load(..., weights_only=True)`: only tensors and plain
 load, no code runs. Every failure is a BackendError with code `checkpoint_invalid` (exit code 3,
 bad input), whose message starts with the file's path: a missing file, a file that is not a
 PyTorch checkpoint, one that would need code to load, or a state_dict that does not fit the
-network (missing and unexpected keys, shape mismatches).
+network (missing keys or shape mismatches; unexpected keys are then listed too).
+
+Keys the network does not use are ignored, as the authors load their checkpoints
+(`strict=False`): `open_checkpoint` says which (`Checkpoint.note`, for a warning).
 """
 
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,17 +36,44 @@ def checkpoint_error(message: str) -> BackendError:
     return BackendError("checkpoint_invalid", message)
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str) -> IKOL24:
-    """The IKOL24 network with the checkpoint's weights, on `device`, in eval mode."""
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint loaded into the network, and the keys of the file the network does not use."""
+
+    path: Path
+    network: IKOL24
+    unused_keys: tuple[str, ...]
+
+    @property
+    def note(self) -> str | None:
+        """A warning naming the keys that were ignored, or None when every key was used."""
+        if not self.unused_keys:
+            return None
+        return (f"{self.path}: the IKOL24 network does not use every key of the checkpoint; "
+                f"ignored {_listed(list(self.unused_keys), 'unused key')}")
+
+
+def open_checkpoint(path: str | Path, device: torch.device | str) -> Checkpoint:
+    """The IKOL24 network with the checkpoint's weights, on `device`, in eval mode; keys the
+    network does not use are ignored (and named in the result); missing or mis-shaped keys
+    are refused."""
     path = Path(path)
     state = read_state_dict(path)
     network = IKOL24()
-    problems = mismatches(network.state_dict(), state)
-    if problems:
+    expected = network.state_dict()
+    missing, unexpected, wrong_shape = _differences(expected, state)
+    if missing or wrong_shape:
         raise checkpoint_error(
-            f"{path}: does not fit the IKOL24 network (ResNet-34 backbone, 24 joints): {problems}")
-    network.load_state_dict(state)
-    return network.to(device).eval()
+            f"{path}: does not fit the IKOL24 network (ResNet-34 backbone, 24 joints): "
+            f"{mismatches(expected, state)}")
+    network.load_state_dict({key: value for key, value in state.items() if key in expected})
+    return Checkpoint(path, network.to(device).eval(), tuple(unexpected))
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str) -> IKOL24:
+    """The IKOL24 network with the checkpoint's weights, on `device`, in eval mode (keys it
+    does not use ignored: `open_checkpoint` names them)."""
+    return open_checkpoint(path, device).network
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -78,13 +109,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def mismatches(expected: dict[str, torch.Tensor], found: dict[str, object]) -> str:
     """How `found` differs from `expected` in keys and shapes, for people; "" when it fits."""
-    missing = [key for key in expected if key not in found]
-    unexpected = [key for key in found if key not in expected]
-    wrong_shape = [
-        f"{key} is {_shape(found[key])} in the file, {tuple(value.shape)} in the network"
-        for key, value in expected.items()
-        if key in found and _shape(found[key]) != tuple(value.shape)
-    ]
+    missing, unexpected, wrong_shape = _differences(expected, found)
     parts = [
         _listed(items, what)
         for items, what in ((missing, "missing key"), (unexpected, "unexpected key"),
@@ -92,6 +117,19 @@ def mismatches(expected: dict[str, torch.Tensor], found: dict[str, object]) -> s
         if items
     ]
     return "; ".join(parts)
+
+
+def _differences(expected: dict[str, torch.Tensor],
+                 found: dict[str, object]) -> tuple[list[str], list[str], list[str]]:
+    """Missing keys, unexpected keys, and shape mismatches (described) of `found`."""
+    missing = [key for key in expected if key not in found]
+    unexpected = [key for key in found if key not in expected]
+    wrong_shape = [
+        f"{key} is {_shape(found[key])} in the file, {tuple(value.shape)} in the network"
+        for key, value in expected.items()
+        if key in found and _shape(found[key]) != tuple(value.shape)
+    ]
+    return missing, unexpected, wrong_shape
 
 
 def _shape(value: object) -> tuple[int, ...] | str:
