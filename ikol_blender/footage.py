@@ -6,6 +6,7 @@ The backend reads an image folder as its images in natural order (docs/protocol.
 rule here maps a motion's `frame_index` to the folder's files. No bpy here.
 """
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,3 +55,11 @@ def natural_key(path: Path) -> tuple[tuple[str | int, ...], str]:
     """Sort key ordering runs of digits by value (frame2 before frame10), case ignored."""
     parts = re.split(r"(\d+)", path.name.casefold())
     return tuple(int(part) if i % 2 else part for i, part in enumerate(parts)), path.name
+
+
+def same_picture(stored: tuple[int, int], read: tuple[int, int]) -> bool:
+    """Whether footage stored at `stored` (width, height) pixels was read at `read` whole or
+    reduced by 2, 4 or 8 (the backend decodes images above its pixel budget reduced, rounding
+    up as libjpeg does): the background still lines up with the camera."""
+    return any(tuple(math.ceil(side / factor) for side in stored) == tuple(read)
+               for factor in (1, 2, 4, 8))

@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 
 from ..body_file import Body
-from ..footage import Footage
+from ..footage import Footage, same_picture
 from ..motion import Motion
 from ..retarget.bake import RetargetOptions, RetargetResult, retarget
 from ..retarget.bonemap import BoneMap
@@ -97,7 +97,7 @@ def _add_footage(built: BuiltScene, motion: Motion, footage: Footage) -> list[st
         scene.frame_start, scene.frame_end = int(frames[0]), int(frames[-1])
         set_frame_rate(scene, clip.fps)
         size = clip.size
-    if motion.image_size is not None and tuple(size) != tuple(motion.image_size):
+    if motion.image_size is not None and not same_picture(tuple(size), tuple(motion.image_size)):
         width, height = motion.image_size
         return [f"The footage is {size[0]}x{size[1]} pixels but was read as {width}x{height} "
                 "(rotated by its metadata?): the background will not line up"]
