@@ -60,6 +60,7 @@ def holder(marks, boxes: list[Box]) -> int:
     ([1.0, 0.8, 0.6, 0.45, 0.35], 0),  # at different sizes
     ([0.35, 0.45, 0.6, 0.8, 1.0], 40),
     ([1.0, 1.0, 1.0], 120),
+    ([1.0, 0.15, 0.15], 40),  # small beside a large one
 ])
 def test_everyone_clearly_visible_is_found_largest_first(scales: list[float], gap: int):
     picture, boxes = crowd(scales, gap)
