@@ -34,7 +34,7 @@ from .backend_process import REPO_ROOT, BackendFailed, EstimateOptions, backend_
 from .body_file import Body, BodyFileError, export_body, load_body
 from .job import EstimateJob
 from .motion import Motion, MotionFileError, load_motion
-from .outputs import OutputError, publish, unwritable_reason
+from .outputs import publish, unwritable_reason
 
 SAMPLE_PHOTO = REPO_ROOT / "samples" / "person.png"
 DEMO_OUT = Path("out")
