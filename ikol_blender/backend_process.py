@@ -54,8 +54,8 @@ class EstimateOptions:
 
     front_end: "default" (BlazePose) or "ikol" (the IKOL network; needs `checkpoint`).
     start, stop, stride: source frames start, start + stride, ... before stop (None: the end).
-    smooth: 0 (raw) to 1 (heavy) temporal smoothing.
-    fov: field of view across the image's long side in degrees; None for the backend's.
+    smooth: 0 (raw) to 1 (heavy) temporal smoothing of video.
+    fov: field of view across the image's long side in degrees; None: fitted by the backend.
     device: "auto", "cpu" or "cuda".
     smpl, checkpoint: an SMPL model file and network weights, or None.
     person: which person, 0 = the largest at the start.
@@ -67,7 +67,7 @@ class EstimateOptions:
     start: int = 0
     stop: int | None = None
     stride: int = 1
-    smooth: float = 0.0
+    smooth: float = 0.5  # the backend's default (docs/protocol.md)
     fov: float | None = None
     device: str = "auto"
     smpl: Path | None = None

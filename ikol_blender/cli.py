@@ -58,9 +58,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     estimate.add_argument("--start", type=int, default=0, help="first source frame (from 0)")
     estimate.add_argument("--stop", type=int, help="source frame to stop before (default: the end)")
     estimate.add_argument("--stride", type=int, default=1, help="use every Nth frame")
-    estimate.add_argument("--smooth", type=float, default=0.0,
-                          help="temporal smoothing, 0 (raw, default) to 1 (heavy)")
-    estimate.add_argument("--fov", type=float, help="camera field of view across the long side, degrees")
+    estimate.add_argument("--smooth", type=float, default=EstimateOptions.smooth,
+                          help="temporal smoothing of video, 0 (raw) to 1 (heavy); "
+                               f"default {EstimateOptions.smooth:g}")
+    estimate.add_argument("--fov", type=float, help="camera field of view across the long side, "
+                                                    "degrees (default: fitted to the footage)")
     estimate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     estimate.add_argument("--smpl", type=Path, help="SMPL model file (.npz or .pkl) for the body")
     estimate.add_argument("--checkpoint", type=Path, help="IKOL network weights (.pth)")

@@ -61,11 +61,13 @@ class IKOLSettings(bpy.types.PropertyGroup):
                                         "(twice the work)")
     half: BoolProperty(name="Half Precision", default=False,
                        description="IKOL network: run in float16 (needs a CUDA device)")
-    smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, max=1.0, subtype="FACTOR",
-                             description="Temporal smoothing of video: 0 raw, 1 heavy")
+    smoothing: FloatProperty(name="Smoothing", default=0.5, min=0.0, max=1.0, subtype="FACTOR",
+                             description="Temporal smoothing of video: 0 raw (frames fitted "
+                                         "independently), 1 heavy")
     fov: FloatProperty(
-        name="Field of View", default=55.0, min=5.0, max=170.0,
-        description="The camera's field of view across the image's long side, in degrees",
+        name="Field of View", default=0.0, min=0.0, max=170.0,
+        description="The camera's field of view across the image's long side, in degrees; "
+                    "0: fitted to the footage",
     )
     target: EnumProperty(name="Target", items=TARGETS, description="What receives the motion")
     target_armature: PointerProperty(type=bpy.types.Object, poll=_is_armature, name="Armature",

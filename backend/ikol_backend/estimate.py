@@ -49,7 +49,7 @@ DEVICES = ("auto", "cpu", "cuda")
 IK_BATCH = 512  # frames per IK solve: bounds memory on long clips
 SHAPE_FRAMES = 128  # valid frames (evenly spread) the shape is fitted to in 2D and 3D
 FOCAL_FRAMES = 256  # valid frames (evenly spread) the focal length is fitted to
-FOCAL_PRIOR_SPREAD = 0.3  # relative spread of the focal length's prior
+FOCAL_PRIOR_SPREAD = 0.1  # relative spread of the focal length's prior (measured: docs/accuracy.md)
 FOCAL_RANGE = 3.0  # the fitted focal length stays within this factor of the prior's
 KEYPOINT_NOISE = 0.01  # 2D keypoint noise as a fraction of the image's long side
 # Crops per network batch: its 24 heatmaps of 64^3 take about 25 MB per crop in float32.
@@ -111,6 +111,8 @@ def estimate(
     events.emit("start", frames=total, front_end=options.front_end, device=device.type)
     if source.fps_note:
         events.emit("warning", code="frame_rate", message=source.fps_note)
+    if network is not None and network.checkpoint_note:
+        events.emit("warning", code="checkpoint_unused_keys", message=network.checkpoint_note)
 
     # The network places its joints through a camera before the focal length can be fitted.
     camera = intrinsics(*source.frame_size, fov_deg=options.fov_deg or DEFAULT_FOV_DEG,
@@ -145,6 +147,8 @@ def estimate(
             done = len(valid)
             events.emit("progress", done=done, total=max(total, done),
                         frames_per_s=done / (time.perf_counter() - began))
+    if source.damage_note:
+        events.emit("warning", code="damaged_input", message=source.damage_note)
     if batches is not None:
         with clock("network"):
             batches.run()
@@ -334,7 +338,7 @@ def _fit_frames(body: BodyModel, seen: Observations, rows: np.ndarray, betas: to
     twist = None if seen.twist is None else _tensor(seen.twist[rows], device)
     leaves = None if seen.leaf_quats is None else roma.unitquat_to_rotmat(_tensor(seen.leaf_quats[rows], device))
     if seen.sides is not None:
-        result = ikol(body, targets, betas=part_betas, init="analytic")
+        result = ikol(body, targets, betas=part_betas, init="analytic", iterations=0)
         side = _tensor(seen.sides[rows], device)
         twist = twist_towards_sides(
             result.rotmats, body.rest_points(part_betas), SIDE_JOINTS,

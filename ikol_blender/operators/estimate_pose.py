@@ -131,7 +131,7 @@ def _estimate_options(settings) -> EstimateOptions:
 
     return EstimateOptions(
         front_end=settings.front_end, start=settings.start, stop=settings.stop or None,
-        stride=settings.stride, smooth=settings.smoothing, fov=settings.fov,
+        stride=settings.stride, smooth=settings.smoothing, fov=settings.fov or None,
         device=prefs.device if prefs else "auto",
         smpl=chosen(prefs.smpl_model) if prefs else None,
         checkpoint=chosen(prefs.checkpoint) if prefs else None,

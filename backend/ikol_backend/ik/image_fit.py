@@ -41,8 +41,8 @@ import torch
 
 from .ikol_layer import SwingPose, SwingProblem, closed_form_jacobian
 
-WINDOW = 24  # frames solved jointly (clips)
-WINDOW_STEP = 16  # a window keeps its middle 16 frames; 4 frames of overlap on either side
+WINDOW = 12  # frames solved jointly (clips)
+WINDOW_STEP = 8  # a window keeps its middle 8 frames; 2 frames of overlap on either side
 MAX_STEP_RAD = 0.5  # largest change of a swing angle or of the body's turn per iteration
 MIN_DEPTH_M = 0.05  # points are kept this far in front of the camera in the projection
 
@@ -59,7 +59,7 @@ class FitWeights:
     damping: Levenberg damping added to the normal matrix (numerical safety).
     """
 
-    image: float = 4.0
+    image: float = 20.0
     points_3d: float = 1.0
     aim: float = 0.01
     smooth: float = 0.0
@@ -344,8 +344,10 @@ def smooth_over_time(values: torch.Tensor, pull: torch.Tensor, linked: torch.Ten
         t = torch.arange(1, count - 1, device=values.device)
         ok = (linked[1:-1] & linked[2:]).to(values)
         d[t - 1, t - 1], d[t - 1, t], d[t - 1, t + 1] = ok, -2 * ok, ok
-    system = torch.diag(pull + 1e-9) + smooth * d.T @ d
-    return torch.linalg.solve(system, pull[:, None] * values)
+    # float64: heavy smoothing makes the system stiff (weights up to ~1e6 against 1).
+    d, pull64 = d.double(), pull.double()
+    system = torch.diag(pull64 + 1e-9) + smooth * d.T @ d
+    return torch.linalg.solve(system, pull64[:, None] * values.double()).to(values.dtype)
 
 
 def place_in_camera(points: torch.Tensor, seen: ImageEvidence) -> torch.Tensor:
@@ -467,6 +469,10 @@ def _window_step(windows: _Windows, normal: torch.Tensor, gradient: torch.Tensor
     rows, keep = windows.rows, windows.keep
     count, length = rows.shape
     n = normal.shape[-1]
+    out_dtype = gradient.dtype
+    # float64 throughout: a heavy acceleration weight (up to ~1e6 against data weights ~1e2)
+    # makes the window's system stiff; float32 rounding of its entries would drown the data.
+    normal, gradient, moves, points = normal.double(), gradient.double(), moves.double(), points.double()
     dtype, device = normal.dtype, normal.device
     # Second differences inside each window, only across linked frames: D (Wn, L-2, L).
     d = torch.zeros(count, max(length - 2, 0), length, dtype=dtype, device=device)
@@ -494,7 +500,7 @@ def _window_step(windows: _Windows, normal: torch.Tensor, gradient: torch.Tensor
     total = gradient[rows] + (a.transpose(-1, -2) @ pulled.unsqueeze(-1)).squeeze(-1)
     step = _solve(big, total.reshape(count, length * n), damping).view(count, length, n)
     out = torch.zeros_like(gradient)
-    return out.index_put((rows[keep],), step[keep])
+    return out.index_put((rows[keep],), step[keep]).to(out_dtype)
 
 
 def _skew(v: torch.Tensor) -> torch.Tensor:
