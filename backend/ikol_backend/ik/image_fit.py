@@ -391,7 +391,8 @@ def fit_focal(points: torch.Tensor, seen: ImageEvidence, prior_focal: float,
         f X_i + (f t_x) - (u_i - cx) t_z = (u_i - cx) Z_i   (camera frame; same in y),
     each row divided by the frame's depth so that it counts in pixels, weighted by the
     keypoint's confidence over `pixel_sigma`. The per-frame unknowns are eliminated (Schur
-    complement), and a log-normal-like prior (f - prior) / (prior_sigma prior) keeps f near
+    complement), the frames' evidence averaged (as much as one frame's: the frames of a clip
+    share the front end's errors), and a prior (f - prior) / (prior_sigma prior) keeps f near
     the prior where the data cannot tell (a body far away, seen almost without perspective).
 
     Args:
@@ -421,7 +422,9 @@ def fit_focal(points: torch.Tensor, seen: ImageEvidence, prior_focal: float,
     reduced = normal[:, 0, 0] - (cross.unsqueeze(1) @ torch.linalg.solve(own, cross.unsqueeze(-1))).flatten()
     reduced_rhs = gradient[:, 0] - (cross.unsqueeze(1) @ torch.linalg.solve(own, gradient[:, 1:].unsqueeze(-1))).flatten()
     prior = 1.0 / (prior_sigma * prior_focal) ** 2
-    return float((reduced_rhs.sum() + prior * prior_focal) / (reduced.sum() + prior))
+    # The frames' evidence is averaged, not summed: the frames of one clip share the front
+    # end's errors (its depth scale), so more frames do not make the focal length surer.
+    return float((reduced_rhs.mean() + prior * prior_focal) / (reduced.mean() + prior))
 
 
 def _solve(normal: torch.Tensor, gradient: torch.Tensor, damping: float) -> torch.Tensor:
