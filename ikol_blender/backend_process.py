@@ -67,7 +67,7 @@ class EstimateOptions:
     start: int = 0
     stop: int | None = None
     stride: int = 1
-    smooth: float = 0.5  # the backend's default (docs/protocol.md)
+    smooth: float = 0.25  # the backend's default (docs/protocol.md)
     fov: float | None = None
     device: str = "auto"
     smpl: Path | None = None

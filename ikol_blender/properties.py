@@ -61,7 +61,7 @@ class IKOLSettings(bpy.types.PropertyGroup):
                                         "(twice the work)")
     half: BoolProperty(name="Half Precision", default=False,
                        description="IKOL network: run in float16 (needs a CUDA device)")
-    smoothing: FloatProperty(name="Smoothing", default=0.5, min=0.0, max=1.0, subtype="FACTOR",
+    smoothing: FloatProperty(name="Smoothing", default=0.25, min=0.0, max=1.0, subtype="FACTOR",
                              description="Temporal smoothing of video: 0 raw (frames fitted "
                                          "independently), 1 heavy")
     fov: FloatProperty(

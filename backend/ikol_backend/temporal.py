@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 FILL_MODES = ("none", "hold", "interpolate")
-DEFAULT_SMOOTH = 0.5  # --smooth when not given (measured: docs/accuracy.md)
+DEFAULT_SMOOTH = 0.25  # --smooth when not given (measured: docs/accuracy.md)
 # --smooth 0..1 sets the One-Euro cutoff at rest between these (Hz), on a log scale.
 LIGHTEST_CUTOFF_HZ = 20.0
 HEAVIEST_CUTOFF_HZ = 0.25
