@@ -474,7 +474,7 @@ def closed_form_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: Swing
     # M = R [t]x [p]x / |t x p| = ((R p) t^T - (t.p) R) / |t x p|, R p = sin p + (1 - cos) n x p
     # (n is orthogonal to p).
     rotate = sin.unsqueeze(-1) * (eye - axis.unsqueeze(-1) * axis.unsqueeze(-2)) \
-        + (1 - cos).unsqueeze(-1) * _skew(axis)
+        + (1 - cos).unsqueeze(-1) * skew(axis)
     turned = sin * carried + (1 - cos) * torch.linalg.cross(axis, carried)
     dot = (rest * carried).sum(-1, keepdim=True).unsqueeze(-1)
     m = (turned.unsqueeze(-1) * rest.unsqueeze(-2) - dot * rotate) / pose.cross_norm[:, :, 1:].unsqueeze(-1)
@@ -486,7 +486,7 @@ def closed_form_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: Swing
         omega = transfer[:, :, s - 1] @ omega + seed[:, :, s].unsqueeze(-1) * columns[s]
         omegas.append(omega)
     omega = torch.stack(omegas, 2)  # (B, C, S, 3, S)
-    velocity = -(_skew(pose.child_bone) @ omega).cumsum(2)  # w x bone = -[bone]x w
+    velocity = -(skew(pose.child_bone) @ omega).cumsum(2)  # w x bone = -[bone]x w
     num, num_swing = problem.targets.shape[1], theta.shape[1]
     jac = velocity.new_zeros(batch, 3 * num * num_swing)
     nonzeros = velocity.flatten(1)[:, problem.tables["jacobian_source"]]
@@ -539,7 +539,7 @@ def _stack(per_step: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(per_step, 2)
 
 
-def _skew(v: torch.Tensor) -> torch.Tensor:
+def skew(v: torch.Tensor) -> torch.Tensor:
     """(..., 3) -> (..., 3, 3) cross-product matrices: skew(a) @ b = a x b."""
     x, y, z = v.unbind(-1)
     o = torch.zeros_like(x)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import roma
 import torch
 
-from .ikol_layer import SwingPose, SwingProblem, closed_form_jacobian
+from .ikol_layer import SwingPose, SwingProblem, closed_form_jacobian, skew
 
 WINDOW = 12  # frames solved jointly (clips)
 WINDOW_STEP = 8  # a window keeps its middle 8 frames; 2 frames of overlap on either side
@@ -181,7 +181,7 @@ class ImageFit:
         swing = closed_form_jacobian(self.problem, pose.swing, pose).view(batch, num, 3, -1)
         swing = torch.einsum("bij,bpjk->bpik", state.turn, swing)
         turned = pose.points[:, :num] @ state.turn.transpose(1, 2)
-        turn = -_skew(turned)
+        turn = -skew(turned)
         move = torch.eye(3, dtype=turned.dtype, device=turned.device).expand(batch, num, 3, 3)
         return torch.cat([swing, turn, move], -1)
 
@@ -504,10 +504,3 @@ def _window_step(windows: _Windows, normal: torch.Tensor, gradient: torch.Tensor
     step = _solve(big, total.reshape(count, length * n), damping).view(count, length, n)
     out = torch.zeros_like(gradient)
     return out.index_put((rows[keep],), step[keep]).to(out_dtype)
-
-
-def _skew(v: torch.Tensor) -> torch.Tensor:
-    """(..., 3) -> (..., 3, 3) cross-product matrices: skew(a) @ b = a x b."""
-    x, y, z = v.unbind(-1)
-    o = torch.zeros_like(x)
-    return torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(*v.shape, 3)
