@@ -1,5 +1,6 @@
 """The image-aligned fit: exact recovery, closed-form Jacobians, gradients, robustness, clips."""
 
+import pytest
 import roma
 import torch
 
@@ -249,3 +250,23 @@ def test_clip_with_a_dropped_frame_stays_smooth():
     error = (smooth - truth[:, :24]).norm(dim=-1).mean()
     assert error < (raw - truth[:, :24]).norm(dim=-1).mean()
     assert true_accel.max() < 0.01
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_gives_the_cpu_result():
+    """A clip fitted jointly over frames on the GPU (float32) lands where the CPU puts it."""
+    body, betas, truth, targets, pixels, camera = clip(40, seed=11)
+    linked = torch.ones(40, dtype=torch.bool)
+    weights = FitWeights(smooth=200.0)
+    fitted = {}
+    for device in ("cpu", "cuda"):
+        seen = ImageEvidence(pixels.float().to(device), torch.ones(40, 29, device=device),
+                             camera.float().to(device))
+        aimed = toward_rays(targets.float().to(device), seen, weights, linked.to(device))
+        problem = SwingProblem.build(body.to(device), aimed, betas.float().to(device), None, None)
+        result = fit_to_image(problem, seen, weights, linked=linked.to(device),
+                              targets=targets.float().to(device))
+        assert result.points.device.type == device
+        fitted[device] = result.points.cpu()
+    assert (fitted["cuda"] - fitted["cpu"]).norm(dim=-1).max() < 1e-3  # metres
+    assert (fitted["cuda"] - truth.float()).norm(dim=-1).mean() < 0.1
