@@ -92,12 +92,13 @@ def estimate_command(python: str, inputs: list[Path], output: Path,
         command += ["--fov", str(options.fov)]
     if options.smpl is not None:
         command += ["--smpl", str(options.smpl)]
-    if options.checkpoint is not None:
-        command += ["--checkpoint", str(options.checkpoint)]
-    if options.flip_test:
-        command.append("--flip-test")
-    if options.half:
-        command.append("--half")
+    if options.front_end == "ikol":  # the network's options (the backend refuses them otherwise)
+        if options.checkpoint is not None:
+            command += ["--checkpoint", str(options.checkpoint)]
+        if options.flip_test:
+            command.append("--flip-test")
+        if options.half:
+            command.append("--half")
     return command
 
 

@@ -46,3 +46,12 @@ def test_the_add_on_lists_an_image_folder_as_the_backend_does(tmp_path: Path):
     assert footage.folder_images(tmp_path) == list_images(tmp_path)
     assert [p.name for p in footage.folder_images(tmp_path)] == [
         "frame1.png", "frame2.jpg", "frame02b.tif", "Frame10.PNG", "x9y9.bmp", "x9y10.webp"]
+
+
+def test_network_options_reach_the_backend_only_with_the_ikol_front_end(tmp_path: Path):
+    """A checkpoint in the preferences, or the network's panel options left on, must not turn a
+    default-front-end run into a usage error: the backend refuses them without --front-end ikol."""
+    options = EstimateOptions(front_end="default", checkpoint=tmp_path / "ikol.pth",
+                              flip_test=True, half=True)
+    args = build_parser().parse_args(estimate_command("python", [tmp_path], tmp_path / "m.npz", options)[3:])
+    assert args.checkpoint is None and not args.flip_test and not args.half

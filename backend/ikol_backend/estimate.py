@@ -48,6 +48,8 @@ FRONT_ENDS = ("default", "ikol")
 DEVICES = ("auto", "cpu", "cuda")
 IK_BATCH = 512  # frames per IK solve: bounds memory on long clips
 SHAPE_FRAMES = 128  # valid frames (evenly spread) the shape is fitted to in 2D and 3D
+MIN_FOCAL_PX, MAX_FOCAL_PX = 1.0, 1e6  # --focal's range (NaN and infinity are outside)
+MIN_FOV_DEG, MAX_FOV_DEG = 1.0, 179.0  # --fov's range
 FOCAL_FRAMES = 256  # valid frames (evenly spread) the focal length is fitted to
 FOCAL_PRIOR_SPREAD = 0.1  # relative spread of the focal length's prior (measured: docs/accuracy.md)
 FOCAL_RANGE = 3.0  # the fitted focal length stays within this factor of the prior's
@@ -210,9 +212,18 @@ def _full_resolution(marks: PoseLandmarks, scale: float) -> PoseLandmarks:
 
 def _check_options(options: EstimateOptions) -> None:
     """Usage errors, before anything is read."""
-    if options.focal_px is not None and options.focal_px <= 0:
-        raise BackendError("bad_camera",
-                           f"--focal must be a positive number of pixels, not {options.focal_px:g}")
+    if options.focal_px is not None and not MIN_FOCAL_PX <= options.focal_px <= MAX_FOCAL_PX:
+        raise BackendError("bad_camera", f"--focal must be a number of pixels from {MIN_FOCAL_PX:g} "
+                                         f"to {MAX_FOCAL_PX:,.0f}, not {options.focal_px:g}")
+    if options.fov_deg is not None and not MIN_FOV_DEG <= options.fov_deg <= MAX_FOV_DEG:
+        raise BackendError("bad_camera", f"--fov must be an angle from {MIN_FOV_DEG:g} to "
+                                         f"{MAX_FOV_DEG:g} degrees, not {options.fov_deg:g}")
+    if options.front_end != "ikol":
+        for given, name in ((options.checkpoint is not None, "--checkpoint"),
+                            (options.half, "--half"), (options.flip_test, "--flip-test")):
+            if given:
+                raise BackendError("bad_option", f"{name} is an option of the IKOL network: "
+                                                 f"use it with --front-end ikol.")
     if not 0.0 <= options.smooth <= 1.0:
         raise BackendError("bad_option", f"--smooth must be between 0 and 1, not {options.smooth:g}")
     if options.person < 0:

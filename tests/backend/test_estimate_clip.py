@@ -1,5 +1,6 @@
 """`ikol-backend estimate` on a real video clip and an image folder (real decoding, real model)."""
 
+import io
 import json
 import signal
 import time
@@ -105,7 +106,47 @@ def test_focal_length_must_be_positive(clip: Path, tmp_path: Path):
     result, events = estimate(clip, "-o", tmp_path / "m.npz", "--focal", "-5")
     assert result.returncode == 2
     assert events[-1] == {"event": "error", "code": "bad_camera",
-                          "message": "--focal must be a positive number of pixels, not -5"}
+                          "message": "--focal must be a number of pixels from 1 to 1,000,000, not -5"}
+
+
+def test_an_infinite_focal_length_is_refused_at_once(clip: Path, tmp_path: Path):
+    """It used to hang inside a least-squares solve, deaf to SIGTERM."""
+    began = time.monotonic()
+    result, events = estimate(clip, "-o", tmp_path / "m.npz", "--focal", "inf")
+    assert result.returncode == 2 and time.monotonic() - began < 60
+    assert events[-1]["code"] == "bad_camera" and not (tmp_path / "m.npz").exists()
+
+
+FOCAL_RANGE = "--focal must be a number of pixels from 1 to 1,000,000, not {}"
+FOV_RANGE = "--fov must be an angle from 1 to 179 degrees, not {}"
+NETWORK_ONLY = "{} is an option of the IKOL network: use it with --front-end ikol."
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--focal", "1e309"], "bad_camera", FOCAL_RANGE.format("inf")),
+    (["--focal", "nan"], "bad_camera", FOCAL_RANGE.format("nan")),
+    (["--focal", "1e-300"], "bad_camera", FOCAL_RANGE.format("1e-300")),
+    (["--fov", "0"], "bad_camera", FOV_RANGE.format("0")),
+    (["--fov", "-10"], "bad_camera", FOV_RANGE.format("-10")),
+    (["--fov", "360"], "bad_camera", FOV_RANGE.format("360")),
+    (["--fov", "inf"], "bad_camera", FOV_RANGE.format("inf")),
+    (["--fov", "nan"], "bad_camera", FOV_RANGE.format("nan")),
+    (["--half"], "bad_option", NETWORK_ONLY.format("--half")),
+    (["--flip-test"], "bad_option", NETWORK_ONLY.format("--flip-test")),
+    (["--checkpoint", "weights.pth"], "bad_option", NETWORK_ONLY.format("--checkpoint")),
+])
+def test_camera_and_network_options_are_checked_before_anything_is_read(
+        args: list[str], code: str, message: str, tmp_path: Path):
+    from ikol_backend.cli import build_parser
+    from ikol_backend.errors import BackendError
+    from ikol_backend.events import Events
+
+    parsed = build_parser().parse_args(["estimate", str(tmp_path / "missing.mp4"),
+                                        "-o", str(tmp_path / "m.npz"), *args])
+    with pytest.raises(BackendError) as caught:  # before the missing input is looked at
+        parsed.run(parsed, Events(json_lines=True, stream=io.StringIO()))
+    assert (caught.value.code, caught.value.message) == (code, message)
+    assert caught.value.exit_code == 2
 
 
 def empty_like(frame: np.ndarray) -> np.ndarray:
