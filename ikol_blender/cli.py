@@ -118,6 +118,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--render-frame needs --render")
     if args.shape_keys and args.smpl is None:
         parser.error("--shape-keys needs --smpl")
+    if args.front_end != "ikol":
+        for given, name in ((args.checkpoint, "--checkpoint"), (args.flip_test, "--flip-test"),
+                            (args.half, "--half")):
+            if given:
+                parser.error(f"{name} is an option of the IKOL network: use it with --front-end ikol")
     if args.samples < 1:
         parser.error("--samples must be 1 or more")
     if args.retarget is not None:

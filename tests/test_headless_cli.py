@@ -56,6 +56,14 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(tmp_path: Pa
     assert list(folder.iterdir()) == []
 
 
+def test_network_options_without_the_ikol_front_end_are_refused(tmp_path: Path):
+    given = ["--input", SAMPLE, "--output", tmp_path / "scene.blend"]
+    for option in (["--checkpoint", tmp_path / "ikol.pth"], ["--flip-test"], ["--half"]):
+        assert usage_error(*given, *option).endswith(
+            f"error: {option[0]} is an option of the IKOL network: use it with --front-end ikol")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_retarget_file_that_is_missing_or_not_a_blend_is_refused(tmp_path: Path):
     missing, text = tmp_path / "rig.blend", tmp_path / "rig_notes.blend"
     text.write_text("not a blend file")
