@@ -26,3 +26,27 @@ def intrinsics(
     """
     focal = focal_px or 0.5 * max(width, height) / math.tan(math.radians(fov_deg) / 2)
     return np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])
+
+
+def view_to_camera(pixels: np.ndarray, camera: np.ndarray) -> np.ndarray:
+    """(N, 2) pixels -> (N, 3, 3) rotations, model frame, turning a view straight at each pixel
+    into the camera's own view.
+
+    A pose model that sees a crop around the person gives 3D as if the camera looked straight
+    at the person (BlazePose's world landmarks); the real camera looks along its optical axis,
+    so for a person off the image centre the 3D must turn by the angle between the optical
+    axis and the ray through the person: the rotation taking (0, 0, 1) onto that ray (camera
+    frame), carried into the model frame (Y up, Z towards the camera).
+    """
+    import roma  # here, not at the top: the command line imports this module before torch
+    import torch
+
+    ray = np.concatenate([(pixels - camera[:2, 2]) / np.diag(camera)[:2], np.ones((len(pixels), 1))], 1)
+    ray = ray / np.linalg.norm(ray, axis=1, keepdims=True)
+    axis = np.cross([0.0, 0.0, 1.0], ray)
+    sine = np.linalg.norm(axis, axis=1, keepdims=True)
+    angle = np.arctan2(sine, ray[:, 2:])
+    rotvec = axis / np.maximum(sine, 1e-12) * angle
+    turn = roma.rotvec_to_rotmat(torch.as_tensor(rotvec, dtype=torch.float64)).numpy()
+    return CAMERA_TO_MODEL @ turn @ CAMERA_TO_MODEL
+

@@ -26,7 +26,7 @@ from .body.kinematics import forward_kinematics
 from .body.model import BodyModel
 from .body.smpl_file import load_smpl
 from .body.tree import NUM_JOINTS, NUM_POINTS
-from .camera import DEFAULT_FOV_DEG, intrinsics
+from .camera import DEFAULT_FOV_DEG, intrinsics, view_to_camera
 from .errors import BackendError
 from .events import Events
 from .frontends.blazepose import BlazePose, PoseLandmarks
@@ -164,6 +164,8 @@ def estimate(
         prepared = _prepared(seen, frame_rate if is_video else None, options)
         solved = seen.valid if options.fill == "none" else np.ones_like(seen.valid)
         camera = _camera(seen, *source.frame_size, options)
+        if options.front_end == "default":
+            prepared = _seen_by_the_camera(prepared, camera)
         arrays = _solve(body, prepared, solved, camera, device, frame_rate if is_video else None,
                         options.smooth)
 
@@ -329,6 +331,20 @@ def _solve(
         "joints": posed[:, :NUM_JOINTS].astype(np.float32),
         "rest_joints": rest[:NUM_JOINTS].cpu().numpy().astype(np.float32),
     }
+
+
+def _seen_by_the_camera(seen: Observations, camera: np.ndarray) -> Observations:
+    """BlazePose's world landmarks (the 3D targets and the sides) turned from its view straight
+    at the person (the crop's) into the camera's view (`camera.view_to_camera`, at the pixel
+    between the hips). Measured on the rendered set (docs/accuracy.md): root-relative MPJPE
+    137.5 -> 136.0 mm on stills, 103.3 -> 100.8 mm on clips."""
+    turn = view_to_camera(seen.keypoints_2d[:, [1, 2], :2].mean(axis=1), camera)
+    turned = {"points": np.einsum("nij,npj->npi", turn, seen.points)}
+    if seen.sides is not None:
+        sides = seen.sides.copy()
+        sides[..., :3] = np.einsum("nij,npj->npi", turn, sides[..., :3])
+        turned["sides"] = sides
+    return dataclasses.replace(seen, **turned)
 
 
 def _tensor(values: np.ndarray, device: torch.device) -> torch.Tensor:
