@@ -333,8 +333,21 @@ def test_an_smpl_file_that_is_not_one_is_reported(smpl_preference, tmp_path: Pat
     assert data_counts() == before
 
 
+class _TouchesWhenUnpickled:
+    """Unpickling this makes a file: a stand-in for a pickle that runs code."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
 def test_pickled_keys_are_never_loaded(addon, tmp_path: Path):
-    path = tmp_path / "with_object.npz"
-    write_amass(path, 2, extra_info=np.array({"any": "object"}, dtype=object))
+    path, marker = tmp_path / "with_object.npz", tmp_path / "pickle_ran"
+    write_amass(path, 2, extra_info=np.array([_TouchesWhenUnpickled(marker)], dtype=object))
     assert bpy.ops.ikol.import_motion(filepath=str(path)) == {"FINISHED"}
     assert bpy.data.objects["with_object"].type == "ARMATURE"
+    assert not marker.exists()  # the pickled key was never unpickled
+    np.load(path, allow_pickle=True)["extra_info"]  # the payload is real: loading it runs it
+    assert marker.exists()

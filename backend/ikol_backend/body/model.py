@@ -73,8 +73,9 @@ class BodyModel:
         )
 
     def rest_points(self, betas: torch.Tensor) -> torch.Tensor:
-        """(B, 10) betas -> (B, 29, 3) rest points in metres."""
-        return self.point_template + torch.einsum("pcs,bs->bpc", self.point_shapedirs, betas)
+        """(B, 10) betas -> (B, 29, 3) rest points in metres, on the betas' device and dtype."""
+        template, shapedirs = self.point_template.to(betas), self.point_shapedirs.to(betas)
+        return template + torch.einsum("pcs,bs->bpc", shapedirs, betas)
 
     def posed_points(self, poses: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
         """(B, 24, 3) axis-angle poses and (B, 10) betas -> (B, 29, 3) posed points.

@@ -22,9 +22,6 @@ NUM_JOINTS = len(JOINT_NAMES)  # 24
 NUM_POINTS = NUM_JOINTS + len(LEAF_NAMES)  # 29
 POINT_PARENTS: tuple[int, ...] = PARENTS + LEAF_PARENTS
 
-# Joints whose rotation moves only leaf points (no SMPL child joint).
-LEAF_JOINTS: tuple[int, ...] = LEAF_PARENTS
-
 
 def children(parents: tuple[int, ...] = POINT_PARENTS) -> list[list[int]]:
     """Child indices of every point, in index order."""

@@ -295,7 +295,7 @@ class SwingProblem:
         batch, num_targets = targets.shape[:2]
         targets = targets - targets[:, :1]
         betas = fit_betas(body, targets) if betas is None else betas.to(targets)
-        rest = _rest_points(body, betas)
+        rest = body.rest_points(betas)
         parents = list(POINT_PARENTS[1:])
         rest_bone = torch.cat([torch.zeros_like(rest[:, :1]), rest[:, 1:] - rest[:, parents]], 1)
         plan = _plan(leaf_rotmats is None and num_targets == NUM_POINTS, num_targets)
@@ -544,13 +544,6 @@ def skew(v: torch.Tensor) -> torch.Tensor:
     x, y, z = v.unbind(-1)
     o = torch.zeros_like(x)
     return torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(*v.shape, 3)
-
-
-def _rest_points(body: BodyModel, betas: torch.Tensor) -> torch.Tensor:
-    """(B, 10) -> (B, 29, 3) rest points on the betas' device and dtype."""
-    template = body.point_template.to(betas)
-    shapedirs = body.point_shapedirs.to(betas)
-    return template + torch.einsum("pcs,bs->bpc", shapedirs, betas)
 
 
 def _fit_rotation(
