@@ -94,6 +94,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 @pytest.mark.parametrize("make, message", [
     (lambda d: d / "missing.npz", "not found"),
+    (lambda d: d, "is a folder: .*choose the .npz or .pkl file inside it"),
     (lambda d: _write(d / "model.obj", b"v 0 0 0"), "ends in .npz or .pkl"),
     (lambda d: _npz(d, weights=None, f=None), "has no weights, f"),
     (lambda d: _npz(d, v_template=np.zeros((10, 3))),

@@ -91,6 +91,9 @@ def load_smpl(path: str | Path, gender: str | None = None) -> BodyModel:
 
 def read_smpl_arrays(path: Path) -> dict[str, np.ndarray]:
     """The checked arrays of an SMPL-format file: REQUIRED_KEYS, dense, float64 or int64."""
+    if path.is_dir():
+        raise SmplFileError(f"The SMPL model file given is a folder: {path} (choose the .npz or "
+                            f".pkl file inside it)")
     if not path.is_file():
         raise SmplFileError(f"SMPL model file not found: {path}")
     suffix = path.suffix.lower()
