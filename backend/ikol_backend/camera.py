@@ -16,6 +16,12 @@ CAMERA_TO_MODEL = np.diag([1.0, -1.0, -1.0])  # its own inverse
 DEFAULT_FOV_DEG = 55.0  # across the image's long side: the focal length's prior
 
 
+def between_frames(points):
+    """(..., 3) torch points from the model (scene) frame to the camera frame or back: y and z
+    change sign (CAMERA_TO_MODEL is its own inverse)."""
+    return points * points.new_tensor(CAMERA_TO_MODEL.diagonal().tolist())
+
+
 def intrinsics(
     width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG, focal_px: float | None = None
 ) -> np.ndarray:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import roma
 import torch
 
+from ..camera import between_frames
 from .ikol_layer import SwingPose, SwingProblem, closed_form_jacobian, skew
 
 WINDOW = 12  # frames solved jointly (clips)
@@ -143,7 +144,7 @@ class ImageFit:
 
     def pixels(self, points: torch.Tensor) -> torch.Tensor:
         """(B, P, 3) scene-frame points -> (B, P, 2) pixels."""
-        camera = points * points.new_tensor([1.0, -1.0, -1.0])  # OpenCV: x right, y down, z ahead
+        camera = between_frames(points)  # OpenCV: x right, y down, z ahead
         depth = camera[..., 2:].clamp_min(MIN_DEPTH_M)
         focal = self.camera.diagonal()[:2]
         return focal * camera[..., :2] / depth + self.camera[:2, 2]
@@ -191,7 +192,7 @@ class ImageFit:
         w = self.weights
         moves = self.point_jacobian(state, pose) if points_jacobian is None else points_jacobian
         points = self.points(state, pose)
-        camera = points * points.new_tensor([1.0, -1.0, -1.0])
+        camera = between_frames(points)
         depth = camera[..., 2].clamp_min(MIN_DEPTH_M)
         fx, fy = self.camera[0, 0], self.camera[1, 1]
         zero = torch.zeros_like(depth)
@@ -319,14 +320,14 @@ def toward_rays(targets: torch.Tensor, seen: ImageEvidence, weights: FitWeights,
     """
     num = min(targets.shape[1], seen.keypoints.shape[1])
     position = place_in_camera(targets, seen)
-    placed = (targets + position[:, None]) * targets.new_tensor([1.0, -1.0, -1.0])  # camera frame
+    placed = between_frames(targets + position[:, None])  # camera frame
     k = seen.camera.to(targets)
     ray = (seen.keypoints[:, :num].to(targets) - k[:2, 2]) / k.diagonal()[:2]
     depth = placed[:, :num, 2:].clamp_min(MIN_DEPTH_M)
     share = weights.image / (weights.image + weights.points_3d) * seen.confidence[:, :num].to(targets)
     moved = placed.clone()
     moved[:, :num, :2] = placed[:, :num, :2] + share[..., None] * (ray * depth - placed[:, :num, :2])
-    moved = moved * targets.new_tensor([1.0, -1.0, -1.0])
+    moved = between_frames(moved)
     if linked is not None and weights.smooth > 0:
         pull = weights.image + weights.points_3d * torch.ones_like(moved[:, 0, 0])
         moved = smooth_over_time(moved.flatten(1), pull, linked, weights.smooth).view(moved.shape)
@@ -359,7 +360,7 @@ def place_in_camera(points: torch.Tensor, seen: ImageEvidence) -> torch.Tensor:
     of the camera where no keypoint is confident.
     """
     num = min(points.shape[1], seen.keypoints.shape[1])
-    camera_points = points[:, :num] * points.new_tensor([1.0, -1.0, -1.0])
+    camera_points = between_frames(points[:, :num])
     k = seen.camera.to(points)
     offset = seen.keypoints[:, :num].to(points) - k[:2, 2]
     focal = k.diagonal()[:2]
@@ -379,7 +380,7 @@ def place_in_camera(points: torch.Tensor, seen: ImageEvidence) -> torch.Tensor:
     fallback = points.new_tensor([0.0, 0.0, 3.0])
     tiny = 1e-9 * focal[0] ** 2
     solved = torch.linalg.solve(normal + tiny * eye, gradient + tiny * fallback[:, None]).squeeze(-1)
-    return solved * points.new_tensor([1.0, -1.0, -1.0])
+    return between_frames(solved)
 
 
 def fit_focal(points: torch.Tensor, seen: ImageEvidence, prior_focal: float,
@@ -403,9 +404,9 @@ def fit_focal(points: torch.Tensor, seen: ImageEvidence, prior_focal: float,
         pixel_sigma: the keypoints' noise, pixels.
     """
     num = min(points.shape[1], seen.keypoints.shape[1])
-    cam = (points[:, :num] * points.new_tensor([1.0, -1.0, -1.0])).double()
+    cam = between_frames(points[:, :num]).double()
     offset = (seen.keypoints[:, :num].to(cam) - seen.camera[:2, 2].to(cam))
-    start = place_in_camera(points, seen).double() * cam.new_tensor([1.0, -1.0, -1.0])
+    start = between_frames(place_in_camera(points, seen).double())
     depth = start[:, 2].clamp_min(MIN_DEPTH_M)
     weight = (seen.confidence[:, :num].to(cam) / pixel_sigma ** 2) / depth[:, None] ** 2
     zeros, ones = torch.zeros_like(offset[..., 0]), torch.ones_like(offset[..., 0])

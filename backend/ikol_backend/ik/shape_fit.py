@@ -18,6 +18,7 @@ import torch
 
 from ..body.model import NUM_BETAS, BodyModel
 from ..body.kinematics import forward_kinematics
+from ..camera import between_frames
 from ..body.tree import PARENTS, POINT_PARENTS
 
 DEFAULT_RIDGE = 1e-4
@@ -115,7 +116,6 @@ def fit_betas_to_image(
     ], -1)  # (B, 29, 3, 10)
     base = (base - base[:, :1])[:, :num]
     per_beta = (per_beta - per_beta[:, :1])[:, :num]
-    flip = rot.new_tensor([1.0, -1.0, -1.0])  # scene -> camera frame (x right, y down, z ahead)
     k = camera.to(rot)
     ray = (keypoints[..., :num, :].to(rot) - k[:2, 2]) / k.diagonal()[:2]  # (B, P, 2)
     conf = confidence[:, :num].to(rot)
@@ -126,7 +126,7 @@ def fit_betas_to_image(
     pick[..., 0, 0] = 1.0
     pick[..., 1, 1] = 1.0
     pick[..., :, 2] = -ray
-    pick = pick * flip  # acting on scene-frame vectors
+    pick = between_frames(pick)  # acting on scene-frame vectors
     image_w = (image_weight * conf).sqrt()[..., None, None]
     rows_beta = image_w * (pick @ per_beta)  # (B, P, 2, 10)
     rows_c = image_w * pick  # (B, P, 2, 3)
