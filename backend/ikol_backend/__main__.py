@@ -1,13 +1,9 @@
 """`python -m ikol_backend`: the `ikol-backend` command line, signals handled from the start."""
 
-import sys
+from .interrupts import end_on_signals
 
-from .interrupts import end_on_signals, exit_interrupted
+end_on_signals()  # a signal while the rest loads ends the run at once (see interrupts)
 
-end_on_signals()
-try:
-    from .cli import console_main  # numpy and the rest load here
-except KeyboardInterrupt:
-    exit_interrupted("--events" in sys.argv[1:])
+from .cli import console_main  # noqa: E402  (numpy and the rest load here)
 
 console_main()

@@ -2,18 +2,32 @@
 that unwinds, so partial files are removed, and then exit 130 with an `interrupted` error.
 
 Installed first thing, before torch and MediaPipe load (a second or two), so a signal during
-start-up ends the same way. Standard library only, to stay quick to import.
+start-up ends the same way. A signal that lands while a module is being imported ends the
+process at once instead: raised inside a compiled module's initialisation (pybind11, as torch
+and MediaPipe use), a KeyboardInterrupt aborts the interpreter, and an import has no partial
+file to remove. Standard library only, to stay quick to import.
 """
 
 import os
 import signal
 import sys
+from types import FrameType
 
 EXIT_INTERRUPTED = 130
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
+def _inside_an_import(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    if _inside_an_import(frame):
+        exit_interrupted("--events" in sys.argv[1:])
     raise KeyboardInterrupt
 
 
@@ -31,7 +45,7 @@ def ignore_signals() -> None:
 
 def exit_interrupted(events_requested: bool) -> None:
     """End at once with exit 130 after the `interrupted` error, for an interrupt that came
-    before the command line was read (the events module may not be loaded yet)."""
+    while modules load (the events module itself may not be loaded yet)."""
     ignore_signals()
     from .events import Events  # standard library only
 
