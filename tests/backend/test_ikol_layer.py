@@ -13,6 +13,8 @@ import torch
 from ikol_backend.body.default_skeleton import default_skeleton
 from ikol_backend.body.model import BodyModel
 from ikol_backend.body.tree import LEAF_PARENTS, NUM_JOINTS, POINT_PARENTS
+from ikol_backend.cli import main
+from ikol_backend.errors import EXIT_USAGE
 from ikol_backend.ik.bench_core import make_case, random_poses
 from ikol_backend.ik.benchmark import add_parser
 from ikol_backend.ik.ikol_layer import (
@@ -272,3 +274,11 @@ def test_bench_ik_prints_json_rows(capsys: pytest.CaptureFixture[str]) -> None:
     for noise in (0.0, 20.0):
         ours, authors = by[("gn_closed_form", noise)], by[("gn_autograd", noise)]
         assert ours["mpjpe_mm"] == pytest.approx(authors["mpjpe_mm"], abs=1e-3)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal needs a machine without CUDA")
+def test_bench_ik_reports_a_missing_cuda_device_as_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench-ik", "--device", "cuda", "--batches", "1"]) == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == (
+        "error: --device cuda was asked for, but torch sees no CUDA device here "
+        "(run `ikol-backend doctor`).")

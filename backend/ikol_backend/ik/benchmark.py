@@ -19,8 +19,8 @@ Measures: poses/s = batch / median wall time of repeated runs (after one warm-up
 mpjpe_mm = mean distance of the 24 posed joints to the true ones (pelvis at the origin);
 rot_err_deg = mean geodesic angle between the 24 local rotations and the true ones.
 
-This module holds the command line (`ikol-backend bench-ik`, bench/ik_layer.py) and the table;
-it imports torch only when the benchmark runs. Cases and runner: `bench_core`.
+This module holds the command line (`ikol-backend bench-ik`, also run by bench/ik_layer.py) and
+the table; it imports torch only when the benchmark runs. Cases and runner: `bench_core`.
 """
 
 import argparse
@@ -28,8 +28,9 @@ import json
 import sys
 from typing import Any
 
+from ..errors import BackendError
+
 METHODS = ("gn_closed_form", "gn_autograd", "analytic_swing_twist", "adam")
-SLOW_METHODS = ("gn_autograd", "adam")
 BATCHES = (1, 64, 1024, 16384)
 NOISES_MM = (0.0, 20.0)
 
@@ -71,8 +72,9 @@ def summarize(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The benchmark's options (shared by `ikol-backend bench-ik` and bench/ik_layer.py)."""
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `bench-ik` on the `ikol-backend` command line (run(args, events) protocol)."""
+    parser = subparsers.add_parser("bench-ik", help="benchmark the IK layer against baselines")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--json", action="store_true", help='print {"rows": [...]} as JSON')
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
@@ -90,24 +92,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--model", default=None,
                         help="SMPL-format model file (.npz/.pkl); default: the default skeleton")
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `bench-ik` on the `ikol-backend` command line (run(args, events) protocol)."""
-    parser = subparsers.add_parser("bench-ik", help="benchmark the IK layer against baselines")
-    add_arguments(parser)
     parser.set_defaults(run=lambda args, events: main(args))
     return parser
 
 
 def main(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Run the benchmark from parsed arguments and print the table or the JSON."""
+    """Run the benchmark from parsed arguments and print the table or the JSON; BackendError
+    (reported as an error event) when it cannot run as asked."""
     import torch
 
     from .bench_core import GNSettings, run_benchmark
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("bench-ik: --device cuda asked for, but torch sees no CUDA device")
+        raise BackendError("bad_option", "--device cuda was asked for, but torch sees no CUDA "
+                                         "device here (run `ikol-backend doctor`).")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.model:
