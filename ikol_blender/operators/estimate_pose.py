@@ -18,8 +18,8 @@ from ..job import EstimateJob
 from ..motion import MotionFileError
 from ..retarget.bake import RetargetError
 from ..retarget.bonemap import BoneMapError
+from ..retarget.properties import chosen_map, chosen_options
 from ..scene.estimated import MadeScene, SceneRequest, add_estimated
-from .retarget import chosen_map, chosen_options
 
 TIMER_STEP_S = 0.1
 FAILURES = (BackendFailed, MotionFileError, BodyFileError, RetargetError, BoneMapError)
@@ -64,7 +64,7 @@ class EstimateRun:
 
     def finish(self, context: bpy.types.Context) -> MadeScene:
         """Build the scene from the ended job (raises one of FAILURES, scene untouched)."""
-        settings = context.scene.ikol
+        settings, retarget_settings = context.scene.ikol, context.scene.ikol_retarget
         try:
             motion = self.job.motion()
             body = self.job.body()
@@ -74,8 +74,8 @@ class EstimateRun:
                 name=self.name, body_mesh=settings.body_mesh,
                 camera=settings.matched_camera, footage=footage,
                 target=settings.target_armature if existing else None,
-                bone_map=chosen_map(context) if existing else None,
-                retarget=chosen_options(context))
+                bone_map=chosen_map(retarget_settings) if existing else None,
+                retarget=chosen_options(retarget_settings))
             made = add_estimated(motion, request, body)
         except BaseException:
             _reset(settings, "Failed")
@@ -84,7 +84,6 @@ class EstimateRun:
             self.job.cleanup()
         made.warnings[:0] = self.job.progress.warnings
         if made.retargeted is not None:
-            retarget_settings = context.scene.ikol_retarget
             retarget_settings.source, retarget_settings.target = made.built.armature, request.target
         _reset(settings, f"Done: {(request.target or made.built.armature).name}")
         return made

@@ -7,26 +7,9 @@ import bpy
 from bpy.props import StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from ..retarget.bake import RetargetError, RetargetOptions, retarget
+from ..retarget.bake import RetargetError, retarget
 from ..retarget.bonemap import BoneMap, BoneMapError, builtin_presets, detect, load_map, save_map
-from ..retarget.properties import AUTO, CUSTOM, custom_map, fill_pairs
-
-
-def chosen_map(context: bpy.types.Context) -> BoneMap | None:
-    """The panel's bone map: a preset, the custom list, or None to auto-detect."""
-    settings = context.scene.ikol_retarget
-    if settings.preset == AUTO:
-        return None
-    if settings.preset == CUSTOM:
-        return custom_map(settings)
-    return builtin_presets()[settings.preset]
-
-
-def chosen_options(context: bpy.types.Context) -> RetargetOptions:
-    """The panel's root and foot-lock options."""
-    settings = context.scene.ikol_retarget
-    return RetargetOptions(in_place=settings.in_place, foot_lock=settings.foot_lock,
-                           root_scale=None if settings.auto_scale else settings.root_scale)
+from ..retarget.properties import AUTO, CUSTOM, chosen_map, chosen_options, custom_map, fill_pairs
 
 
 class IKOL_OT_retarget(bpy.types.Operator):
@@ -44,8 +27,8 @@ class IKOL_OT_retarget(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         settings = context.scene.ikol_retarget
         try:
-            result = retarget(settings.source, settings.target, chosen_map(context),
-                              chosen_options(context))
+            result = retarget(settings.source, settings.target, chosen_map(settings),
+                              chosen_options(settings))
         except (RetargetError, BoneMapError) as exc:
             settings.status = str(exc)
             self.report({"ERROR"}, str(exc))

@@ -3,7 +3,7 @@
 `retarget` samples the source at every frame of its action, turns its joints' world rotations
 into the target bones' (transfer), moves the target's root along the scaled source path, pins
 planted feet if asked (footlock), solves pose-bone values (skeleton) and bakes them into a new
-action on the target with `scene.keyframes.write_keys`. It then lets Blender evaluate the target
+action on the target with `keyframes.write_keys`. It then lets Blender evaluate the target
 at every frame and corrects the keys until every driven bone has the wanted rotation: rigs whose
 controls move through constraints (Rigify's FK chains hang from constraint-driven bones) need
 this; plain rigs match at once. The source is only read.
@@ -16,7 +16,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Quaternion
 
-from ..scene.keyframes import write_keys
+from ..keyframes import write_keys
 from ..smpl import JOINT_NAMES
 from . import footlock
 from .bonemap import BoneMap, builtin_presets, detect, resolve

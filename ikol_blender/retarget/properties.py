@@ -7,6 +7,7 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
                        IntProperty, PointerProperty, StringProperty)
 
 from ..smpl import JOINT_NAMES
+from .bake import RetargetOptions
 from .bonemap import BoneMap, builtin_presets
 
 AUTO, CUSTOM = "AUTO", "CUSTOM"
@@ -61,6 +62,21 @@ def custom_map(settings: IKOLRetargetSettings) -> BoneMap:
         extras.pop("root", None)
     extras["axis_bones"] = [bone for bone in extras.get("axis_bones", ()) if bone in targets]
     return BoneMap.from_dict({"name": "Custom", **extras, "pairs": pairs})
+
+
+def chosen_map(settings: IKOLRetargetSettings) -> BoneMap | None:
+    """The panel's bone map: a preset, the custom list, or None to auto-detect."""
+    if settings.preset == AUTO:
+        return None
+    if settings.preset == CUSTOM:
+        return custom_map(settings)
+    return builtin_presets()[settings.preset]
+
+
+def chosen_options(settings: IKOLRetargetSettings) -> RetargetOptions:
+    """The panel's root and foot-lock options."""
+    return RetargetOptions(in_place=settings.in_place, foot_lock=settings.foot_lock,
+                           root_scale=None if settings.auto_scale else settings.root_scale)
 
 
 def fill_pairs(settings: IKOLRetargetSettings, bone_map: BoneMap) -> None:

@@ -6,7 +6,7 @@ from mathutils import Quaternion, Vector
 
 from ..motion import Motion, bone_rotvecs, root_locations
 from ..smpl import JOINT_NAMES, PARENTS, to_z_up
-from .keyframes import write_keys
+from ..keyframes import write_keys
 
 
 def build_armature(name: str, rest_joints: np.ndarray) -> bpy.types.Object:

@@ -11,7 +11,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from .keyframes import CONSTANT, write_channels
+from ..keyframes import CONSTANT, write_channels
 
 
 def build_camera(name: str, intrinsics: np.ndarray, image_size: tuple[int, int]) -> bpy.types.Object:

@@ -22,7 +22,7 @@ from ..retarget.bonemap import BoneMap
 from .build import BuiltScene, build_scene, set_frame_rate
 from .rollback import kept_on_failure
 from .camera import add_clip_background, add_image_background, clip_scene_frames, load_clip
-from .keyframes import move_keys
+from ..keyframes import move_keys
 
 
 

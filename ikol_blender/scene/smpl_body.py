@@ -12,7 +12,7 @@ import numpy as np
 from ..body_file import BodyMesh
 from ..smpl import JOINT_NAMES, NUM_BETAS, NUM_JOINTS, Y_UP_TO_Z_UP, to_z_up
 from .body_mesh import clay_material
-from .keyframes import write_keys
+from ..keyframes import write_keys
 
 SHAPE_KEY_RANGE = 5.0  # slider range of the beta shape keys, widened up to Blender's 10 if needed
 SHAPE_KEY_LIMIT = 10.0  # Blender's limit for a shape key's slider

@@ -1,4 +1,4 @@
-"""scene/keyframes.py against Blender 4.2's API, which this machine cannot run (bpy 5.0.1 has no
+"""ikol_blender/keyframes.py against Blender 4.2's API, which this machine cannot run (bpy 5.0.1 has no
 `Action.fcurves`): the fake-bpy-module-4.2 stubs, read statically.
 
 Every bpy attribute, method and keyword the 4.2-4.3 path uses (all functions but `_layered_*`)
@@ -21,7 +21,7 @@ from pathlib import Path
 import bpy
 import pytest
 
-from ikol_blender.scene import keyframes
+from ikol_blender import keyframes
 
 ROOT = Path(__file__).resolve().parents[2]
 STUBS_VERSION = "20260730"
