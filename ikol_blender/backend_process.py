@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from .processes import GRACE_S, end_process_group
@@ -46,60 +45,6 @@ def backend_python() -> str:
     if dev_env.exists():
         return str(dev_env)
     return sys.executable
-
-
-@dataclass(frozen=True)
-class EstimateOptions:
-    """What `ikol-backend estimate` is told besides its inputs and output (docs/protocol.md).
-
-    front_end: "default" (BlazePose) or "ikol" (the IKOL network; needs `checkpoint`).
-    start, stop, stride: source frames start, start + stride, ... before stop (None: the end).
-    smooth: 0 (raw) to 1 (heavy) temporal smoothing of video.
-    fov: field of view across the image's long side in degrees; None: fitted by the backend.
-    device: "auto", "cpu" or "cuda".
-    smpl, checkpoint: an SMPL model file and network weights, or None.
-    person: which person, 0 = the largest at the start.
-    fill: frames without the person: "none", "hold" or "interpolate".
-    flip_test, half: the IKOL network's flip test and float16 (CUDA) options.
-    """
-
-    front_end: str = "default"
-    start: int = 0
-    stop: int | None = None
-    stride: int = 1
-    smooth: float = 0.25  # the backend's default (docs/protocol.md)
-    fov: float | None = None
-    device: str = "auto"
-    smpl: Path | None = None
-    checkpoint: Path | None = None
-    person: int = 0
-    fill: str = "interpolate"
-    flip_test: bool = False
-    half: bool = False
-
-
-def estimate_command(python: str, inputs: list[Path], output: Path,
-                     options: EstimateOptions = EstimateOptions()) -> list[str]:
-    """The backend's command line for one run, reporting JSON-lines events."""
-    command = [python, "-m", "ikol_backend", "estimate", *map(str, inputs), "-o", str(output),
-               "--events", "--front-end", options.front_end, "--device", options.device,
-               "--start", str(options.start), "--stride", str(options.stride),
-               "--smooth", str(options.smooth), "--person", str(options.person),
-               "--fill", options.fill]
-    if options.stop is not None:
-        command += ["--stop", str(options.stop)]
-    if options.fov is not None:
-        command += ["--fov", str(options.fov)]
-    if options.smpl is not None:
-        command += ["--smpl", str(options.smpl)]
-    if options.front_end == "ikol":  # the network's options (the backend refuses them otherwise)
-        if options.checkpoint is not None:
-            command += ["--checkpoint", str(options.checkpoint)]
-        if options.flip_test:
-            command.append("--flip-test")
-        if options.half:
-            command.append("--half")
-    return command
 
 
 class BackendRun:

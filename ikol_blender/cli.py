@@ -30,10 +30,11 @@ if __package__ in (None, ""):  # run as a script: make the add-on importable as 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "ikol_blender"
 
-from .backend_process import REPO_ROOT, BackendFailed, EstimateOptions, backend_python
+from .backend_process import REPO_ROOT, BackendFailed, backend_python
 from .body_file import Body, BodyFileError, export_body, load_body
 from .job import EstimateJob
 from .motion import Motion, MotionFileError, load_motion
+from .options import NETWORK_OPTIONS, add_arguments, flag, from_arguments
 from .outputs import publish, unwritable_reason
 
 SAMPLE_PHOTO = REPO_ROOT / "samples" / "person.png"
@@ -52,27 +53,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--motion", type=Path,
                         help="with --input: the motion file to write (default: beside --output); "
                              "without: an existing motion file to use instead of estimating")
-    estimate = parser.add_argument_group("estimation")
-    estimate.add_argument("--front-end", choices=("default", "ikol"), default="default",
-                          help="default: BlazePose; ikol: the IKOL network (needs --checkpoint)")
-    estimate.add_argument("--start", type=int, default=0, help="first source frame (from 0)")
-    estimate.add_argument("--stop", type=int, help="source frame to stop before (default: the end)")
-    estimate.add_argument("--stride", type=int, default=1, help="use every Nth frame")
-    estimate.add_argument("--smooth", type=float, default=EstimateOptions.smooth,
-                          help="temporal smoothing of video, 0 (raw) to 1 (heavy); "
-                               f"default {EstimateOptions.smooth:g}")
-    estimate.add_argument("--fov", type=float, help="camera field of view across the long side, "
-                                                    "degrees (default: fitted to the footage)")
-    estimate.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    estimate.add_argument("--smpl", type=Path, help="SMPL model file (.npz or .pkl) for the body")
-    estimate.add_argument("--checkpoint", type=Path, help="IKOL network weights (.pth)")
-    estimate.add_argument("--flip-test", action="store_true",
-                          help="IKOL network: also run the mirrored crop and average")
-    estimate.add_argument("--half", action="store_true", help="IKOL network in float16 (CUDA)")
-    estimate.add_argument("--person", type=int, default=0,
-                          help="which person: 0 = the largest at the start (default), 1 = the next")
-    estimate.add_argument("--fill", choices=("none", "hold", "interpolate"), default="interpolate",
-                          help="frames without the person: rest pose, last pose, or interpolated")
+    add_arguments(parser.add_argument_group("estimation"))
     scene = parser.add_argument_group("scene")
     scene.add_argument("--no-body", action="store_true", help="armature only, no body mesh")
     scene.add_argument("--shape-keys", action="store_true",
@@ -119,10 +100,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.shape_keys and args.smpl is None:
         parser.error("--shape-keys needs --smpl")
     if args.front_end != "ikol":
-        for given, name in ((args.checkpoint, "--checkpoint"), (args.flip_test, "--flip-test"),
-                            (args.half, "--half")):
-            if given:
-                parser.error(f"{name} is an option of the IKOL network: use it with --front-end ikol")
+        for name in NETWORK_OPTIONS:
+            if getattr(args, name):
+                parser.error(f"{flag(name)} is an option of the IKOL network: use it with "
+                             "--front-end ikol")
     if args.samples < 1:
         parser.error("--samples must be 1 or more")
     if args.retarget is not None:
@@ -342,12 +323,7 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
 def _estimate(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[Motion, Body | None, dict]:
     """Run the backend job: the motion (also copied to the staging folder), the SMPL body
     when one is made, and the backend's summary."""
-    options = EstimateOptions(front_end=args.front_end, start=args.start, stop=args.stop,
-                              stride=args.stride, smooth=args.smooth, fov=args.fov,
-                              device=args.device, smpl=args.smpl, checkpoint=args.checkpoint,
-                              person=args.person, fill=args.fill, flip_test=args.flip_test,
-                              half=args.half)
-    job = EstimateJob(args.input, options, mesh=not args.no_body and args.retarget is None,
+    job = EstimateJob(args.input, from_arguments(args), mesh=not args.no_body and args.retarget is None,
                       pose_correctives=args.shape_keys)
     try:
         shown = 0

@@ -11,9 +11,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backend_process import BackendFailed, BackendRun, EstimateOptions, backend_python, estimate_command
+from .backend_process import BackendFailed, BackendRun, backend_python
 from .body_file import BODY_FILE_NAME, Body, body_command, load_body
 from .motion import Motion, MotionFileError, load_motion
+from .options import EstimateOptions, estimate_command
 
 
 @dataclass

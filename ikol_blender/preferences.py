@@ -13,6 +13,7 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from . import backend_env, backend_process
+from .options import DEVICES
 
 TIMER_STEP_S = 0.25
 CHECK_LOG = "check-backend.log"
@@ -79,12 +80,7 @@ class IKOLPreferences(bpy.types.AddonPreferences):
     )
     device: EnumProperty(
         name="Device",
-        items=(
-            ("auto", "Auto", "The GPU when CUDA is available, else the CPU"),
-            ("cuda", "CUDA", "An NVIDIA GPU through CUDA"),
-            ("cpu", "CPU", "The CPU"),
-        ),
-        default="auto",
+        items=DEVICES,
     )
     smpl_model: StringProperty(
         name="SMPL model", subtype="FILE_PATH",

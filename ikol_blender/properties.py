@@ -1,8 +1,15 @@
-"""Per-scene settings of the IKOL panel (`scene.ikol`)."""
+"""Per-scene settings of the IKOL panel (`scene.ikol`).
+
+A setting named like a field of options.EstimateOptions is that backend option (Estimate Pose
+passes it on); 0 stands for "not set" where the option's default is None (Stop Before, Field of
+View).
+"""
 
 import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty,
                        IntProperty, PointerProperty, StringProperty)
+
+from .options import FILLS, FRONT_ENDS, EstimateOptions
 
 SOURCES = (
     ("IMAGES", "Image Files", "One or more photos, one frame each, in the order listed"),
@@ -14,17 +21,6 @@ TARGETS = (
     ("NEW", "New SMPL Body", "A new SMPL armature (and body mesh)"),
     ("EXISTING", "Existing Armature", "Retarget onto an armature in the scene, with the "
      "Retarget panel's bone map and root options"),
-)
-FILLS = (
-    ("interpolate", "Interpolate", "Frames without the person get the poses between the frames "
-     "around them"),
-    ("hold", "Hold", "Frames without the person keep the last pose"),
-    ("none", "Rest Pose", "Frames without the person get the rest pose at the origin"),
-)
-FRONT_ENDS = (
-    ("default", "BlazePose", "MediaPipe BlazePose landmarks: offline, nothing to set up"),
-    ("ikol", "IKOL Network", "The IKOL network (needs the IKOL checkpoint in the add-on's "
-     "preferences)"),
 )
 
 
@@ -48,10 +44,11 @@ class IKOLSettings(bpy.types.PropertyGroup):
     start: IntProperty(name="First Frame", min=0, description="First source frame, from 0")
     stop: IntProperty(name="Stop Before", min=0,
                       description="Source frame to stop before; 0 reads to the end")
-    stride: IntProperty(name="Stride", default=1, min=1, description="Use every Nth frame")
+    stride: IntProperty(name="Stride", default=EstimateOptions.stride, min=1,
+                        description="Use every Nth frame")
     front_end: EnumProperty(name="Front End", items=FRONT_ENDS,
                             description="What finds the person's joints in each frame")
-    person: IntProperty(name="Person", min=0, default=0,
+    person: IntProperty(name="Person", min=0, default=EstimateOptions.person,
                         description="Which person: 0 is the largest at the start, 1 the next")
     fill: EnumProperty(name="Missing Frames", items=FILLS,
                        description="What frames without the person get (they stay marked "
@@ -61,9 +58,9 @@ class IKOLSettings(bpy.types.PropertyGroup):
                                         "(twice the work)")
     half: BoolProperty(name="Half Precision", default=False,
                        description="IKOL network: run in float16 (needs a CUDA device)")
-    smoothing: FloatProperty(name="Smoothing", default=0.25, min=0.0, max=1.0, subtype="FACTOR",
-                             description="Temporal smoothing of video: 0 raw (frames fitted "
-                                         "independently), 1 heavy")
+    smooth: FloatProperty(name="Smoothing", default=EstimateOptions.smooth, min=0.0, max=1.0,
+                          subtype="FACTOR", description="Temporal smoothing of video: 0 raw "
+                                                        "(frames fitted independently), 1 heavy")
     fov: FloatProperty(
         name="Field of View", default=0.0, min=0.0, max=170.0,
         description="The camera's field of view across the image's long side, in degrees; "

@@ -4,11 +4,12 @@ into the same frames as the backend."""
 
 from pathlib import Path
 
+from ikol_backend import options as backend_options
 from ikol_backend.cli import build_parser
 from ikol_backend.readers.image_files import IMAGE_SUFFIXES, list_images
 from ikol_backend.readers.video import VIDEO_SUFFIXES
 from ikol_blender import footage
-from ikol_blender.backend_process import EstimateOptions, estimate_command
+from ikol_blender.options import DEVICES, FILLS, FRONT_ENDS, EstimateOptions, estimate_command
 
 
 def test_estimate_command_means_the_options(tmp_path: Path):
@@ -34,6 +35,12 @@ def test_default_options_leave_the_backend_defaults(tmp_path: Path):
     default = build_parser().parse_args(["estimate", str(tmp_path), "-o", str(tmp_path / "m.npz"),
                                          "--events"])
     assert vars(given) == vars(default)
+
+
+def test_the_choices_are_the_backends():
+    for add_on, backend in ((FRONT_ENDS, backend_options.FRONT_ENDS),
+                            (DEVICES, backend_options.DEVICES), (FILLS, backend_options.FILL_MODES)):
+        assert sorted(value for value, _label, _description in add_on) == sorted(backend)
 
 
 def test_the_add_on_lists_an_image_folder_as_the_backend_does(tmp_path: Path):

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-DEVICES = ("auto", "cuda", "cpu")
+from .options import DEVICES
 
 # (name shown, module imported, distribution its version is read from when the module has none)
 PACKAGES: tuple[tuple[str, str, str], ...] = (

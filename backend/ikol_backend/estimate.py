@@ -38,14 +38,13 @@ from .ik.image_fit import (FitWeights, ImageEvidence, ImageFitResult, fit_focal,
 from .ik.shape_fit import fit_betas, fit_betas_to_image
 from .ik.side_twist import twist_towards_sides
 from .observations import NetworkBatches, ObservationLog, Observations, landmark_row
+from .options import DEVICES, FRONT_ENDS, EstimateOptions
 from .person import PersonTracker
 from .readers import FrameRange, downscaled, open_source
-from .temporal import DEFAULT_SMOOTH, cutoff_for_strength, fill_missing, one_euro, same_hemisphere, unit
+from .temporal import cutoff_for_strength, fill_missing, one_euro, same_hemisphere, unit
 from .writers.motion import check_output, write_motion
 
 STILL_FRAME_RATE = 30.0  # written for still images, which have no frame rate of their own
-FRONT_ENDS = ("default", "ikol")
-DEVICES = ("auto", "cpu", "cuda")
 IK_BATCH = 512  # frames per IK solve: bounds memory on long clips
 SHAPE_FRAMES = 128  # valid frames (evenly spread) the shape is fitted to in 2D and 3D
 MIN_FOCAL_PX, MAX_FOCAL_PX = 1.0, 1e6  # --focal's range (NaN and infinity are outside)
@@ -58,36 +57,6 @@ KEYPOINT_NOISE = 0.01  # 2D keypoint noise as a fraction of the image's long sid
 NETWORK_BATCH = {"cuda": 64, "cpu": 8}
 
 
-@dataclasses.dataclass(frozen=True)
-class EstimateOptions:
-    """Everything `estimate` can be told besides its inputs and output (see docs/protocol.md).
-
-    fov_deg / focal_px: the camera (degrees across the long side / pixels; focal wins); with
-        neither, the focal length is fitted to the footage (prior: DEFAULT_FOV_DEG).
-    front_end: "default" (BlazePose) or "ikol" (the IKOL network, weights from `checkpoint`;
-        `half`: float16 on CUDA; `flip_test`: also the mirrored crop).
-    person: which person, 0 = the largest at the start, 1 = the next largest, ...
-    fill: frames without the person: "none" (rest pose at the origin), "hold", "interpolate".
-    smooth: video: 0 = raw (frames fitted independently), up to 1 = heavy; sets the fit's
-        acceleration term and the One-Euro smoothing of the given rotations.
-    smpl: an SMPL model file for the skeleton and shape space; None = the default skeleton.
-    device: "auto" (CUDA when there is one), "cpu" or "cuda", for the network and the IK layer.
-    """
-
-    fov_deg: float | None = None
-    focal_px: float | None = None
-    frame_range: FrameRange = FrameRange()
-    front_end: str = "default"
-    checkpoint: Path | None = None
-    half: bool = False
-    flip_test: bool = False
-    person: int = 0
-    fill: str = "interpolate"
-    smooth: float = DEFAULT_SMOOTH
-    smpl: Path | None = None
-    device: str = "auto"
-
-
 def estimate(
     inputs: Sequence[Path], output: Path, events: Events, options: EstimateOptions = EstimateOptions()
 ) -> dict:
@@ -95,13 +64,14 @@ def estimate(
 
     Returns the summary also sent with the `result` event.
     """
+    frames = FrameRange(options.start, options.stop, options.stride)  # the first usage check
     _check_options(options)
     check_output(output)
     device = _device(options.device)
     body = load_smpl(options.smpl) if options.smpl is not None else default_skeleton()
     clock = _StageClock()
     with clock("decode"):
-        source = open_source(inputs, options.frame_range)  # checks every input before models load
+        source = open_source(inputs, frames)  # checks every input before models load
     network = None
     if options.front_end == "ikol":
         with clock("network"):
@@ -159,7 +129,7 @@ def estimate(
         raise BackendError("no_person", _nobody_message(options.person, tracker.people_at_start))
 
     with clock("ik"):
-        frame_rate = source.fps / options.frame_range.stride if is_video else STILL_FRAME_RATE
+        frame_rate = source.fps / options.stride if is_video else STILL_FRAME_RATE
         seen = log.finish(valid)
         prepared = _prepared(seen, frame_rate if is_video else None, options)
         solved = seen.valid if options.fill == "none" else np.ones_like(seen.valid)

@@ -9,8 +9,7 @@ import math
 
 import numpy as np
 
-FILL_MODES = ("none", "hold", "interpolate")
-DEFAULT_SMOOTH = 0.25  # --smooth when not given (measured: docs/accuracy.md)
+from .options import FILL_MODES
 # --smooth 0..1 sets the One-Euro cutoff at rest between these (Hz), on a log scale.
 LIGHTEST_CUTOFF_HZ = 20.0
 HEAVIEST_CUTOFF_HZ = 0.25

@@ -6,16 +6,18 @@ loop for a modal operator. The scene is only changed at the end, all at once (on
 a failure or Cancel leaves it as it was and removes every temporary file.
 """
 
+from dataclasses import fields
 from pathlib import Path
 
 import bpy
 
 from .. import preferences
-from ..backend_process import BackendFailed, EstimateOptions
+from ..backend_process import BackendFailed
 from ..body_file import BodyFileError
 from ..footage import Footage, footage_of, natural_key
 from ..job import EstimateJob
 from ..motion import MotionFileError
+from ..options import EstimateOptions
 from ..retarget.bake import RetargetError
 from ..retarget.bonemap import BoneMapError
 from ..retarget.properties import chosen_map, chosen_options
@@ -122,21 +124,22 @@ def _source(settings) -> tuple[list[Path], str, str | None]:
 
 
 def _estimate_options(settings) -> EstimateOptions:
-    """The panel's options and the add-on preferences' device and model files."""
+    """The panel's options (the settings named like them; 0 for "not set" where the option's
+    default is None) and the add-on preferences' device and model files."""
+    chosen: dict[str, object] = {}
+    for option in fields(EstimateOptions):
+        if option.name in settings.bl_rna.properties:
+            value = getattr(settings, option.name)
+            chosen[option.name] = None if option.default is None and not value else value
     prefs = preferences.addon_preferences()
+    if prefs:
+        chosen.update(device=prefs.device, smpl=_chosen_file(prefs.smpl_model),
+                      checkpoint=_chosen_file(prefs.checkpoint))
+    return EstimateOptions(**chosen)
 
-    def chosen(path: str) -> Path | None:
-        return Path(bpy.path.abspath(path)) if path else None
 
-    return EstimateOptions(
-        front_end=settings.front_end, start=settings.start, stop=settings.stop or None,
-        stride=settings.stride, smooth=settings.smoothing, fov=settings.fov or None,
-        device=prefs.device if prefs else "auto",
-        smpl=chosen(prefs.smpl_model) if prefs else None,
-        checkpoint=chosen(prefs.checkpoint) if prefs else None,
-        person=settings.person, fill=settings.fill,
-        flip_test=settings.flip_test, half=settings.half,
-    )
+def _chosen_file(path: str) -> Path | None:
+    return Path(bpy.path.abspath(path)) if path else None
 
 
 def _reset(settings, status: str) -> None:

@@ -52,7 +52,7 @@ class IKOL_PT_estimate(bpy.types.Panel):
             network = options.column(heading="Network")
             network.prop(settings, "flip_test")
             network.prop(settings, "half")
-        options.prop(settings, "smoothing")
+        options.prop(settings, "smooth")
         options.prop(settings, "fov")
         options.prop(settings, "target")
         if settings.target == "EXISTING":

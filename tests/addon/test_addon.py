@@ -290,7 +290,7 @@ def test_panel_options_and_preferences_reach_the_backend(smpl_preference, standi
     smpl_preference.device, smpl_preference.checkpoint = "cpu", str(tmp_path / "ikol.pth")
     settings = bpy.context.scene.ikol
     settings.front_end, settings.start, settings.stop, settings.stride = "ikol", 2, 40, 3
-    settings.smoothing, settings.fov = 0.25, 60.0
+    settings.smooth, settings.fov = 0.25, 60.0
     settings.person, settings.fill, settings.flip_test, settings.half = 1, "none", True, True
     options = estimate_pose._estimate_options(settings)
     assert (options.person, options.fill, options.flip_test, options.half) == (1, "none", True, True)
@@ -328,7 +328,7 @@ def test_panel_draws_each_source_and_target(addon):
             calls = []
             IKOL_PT_estimate.draw(SimpleNamespace(layout=LayoutRecorder(calls)), bpy.context)
             drawn = {args[1] for name, args, _ in calls if name == "prop"}
-            assert {"source", "start", "stop", "stride", "front_end", "smoothing", "target",
+            assert {"source", "start", "stop", "stride", "front_end", "smooth", "target",
                     "matched_camera", "body_mesh", "shape_keys"} <= drawn
             assert {"IMAGES": "template_list", "FOLDER": "folder_path", "MOVIE": "movie_path",
                     "CLIP": "clip"}[source] in drawn | {name for name, _, _ in calls}
