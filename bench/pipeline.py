@@ -48,6 +48,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clips import DEFAULT_CACHE, FPS, parse_resolution, walk_clip  # noqa: E402
+from ikol_backend.options import FRONT_ENDS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("decode", "landmarks", "network", "ik", "write")  # network: the ikol front end only
@@ -313,7 +314,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--long", action="store_true",
                         help=f"also the 10-minute memory clip ({LONG_FRAMES} frames; slow)")
     parser.add_argument("--baseline", metavar="GIT_REF", help="also run this commit's backend, e.g. 5ceadc0")
-    parser.add_argument("--front-end", default="default", choices=("default", "ikol"))
+    parser.add_argument("--front-end", default=FRONT_ENDS[0], choices=FRONT_ENDS)
     parser.add_argument("--checkpoint", type=Path,
                         help="IKOL network weights (--front-end ikol; default: random weights)")
     parser.add_argument("--clips", type=Path, default=DEFAULT_CACHE,
