@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from .processes import end_process_group
+from .processes import ProcessRun
 
 ENV_FOLDER = "backend-env"
 INSTALL_LOG = "install-backend.log"
@@ -129,7 +129,8 @@ def read_doctor_report(log_text: str) -> dict | None:
 
 
 class Steps:
-    """Commands run one after another without blocking, their output appended to a log file.
+    """Commands run one after another without blocking (each a processes.ProcessRun), their
+    output appended to a log file.
 
     Call poll() from a timer (or wait()) until it returns True; then `error` is None when every
     step exited with 0, and otherwise says which step failed, with the end of the log.
@@ -141,7 +142,7 @@ class Steps:
         self.title = ""
         self.error: str | None = None
         self._pending = list(commands)
-        self._process: subprocess.Popen | None = None
+        self.run: ProcessRun | None = None  # the running step
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "w", encoding="utf-8")
         self._start_next()
@@ -162,10 +163,7 @@ class Steps:
         self._log.write(f"# {self.title}\n$ {shlex.join(command)}\n")
         self._log.flush()
         try:
-            self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                env=_child_env(), start_new_session=True,
-            )
+            self.run = ProcessRun(command, log=self._log, env=_child_env())
         except OSError as exc:
             self._fail(f"cannot start {command[0]}: {exc}")
 
@@ -173,7 +171,7 @@ class Steps:
         """Advance: start the next step when one has ended. True once all are over."""
         if self.done:
             return True
-        code = self._process.poll()
+        code = self.run.returncode
         if code is None:
             return False
         if code != 0:
@@ -193,7 +191,7 @@ class Steps:
         """End the running step and its children; the steps end with an error."""
         if self.done:
             return
-        end_process_group(self._process)  # bounded: a step that ignores SIGTERM is killed
+        self.run.cancel()  # bounded: a step that ignores SIGTERM is killed
         self._fail("cancelled")
 
     def last_line(self) -> str:

@@ -5,20 +5,13 @@ No bpy here: the headless CLI and the modal operator both drive the backend thro
 
 import json
 import os
-import queue
-import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .processes import GRACE_S, end_process_group
+from .processes import ProcessRun
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-# The Python the add-on's preferences select, or None; preferences.register() sets it (this
-# module stays free of bpy).
-python_from_preferences: Callable[[], str | None] = lambda: None
 
 
 class BackendFailed(RuntimeError):
@@ -30,15 +23,15 @@ class BackendFailed(RuntimeError):
         self.message = message
 
 
-def backend_python() -> str:
+def backend_python(selected: str | None = None) -> str:
     """The Python that runs the backend.
 
-    The IKOL_BACKEND_PYTHON variable when set, else the Python the add-on's preferences
-    select (the managed environment or one the user picked), else the project's development
+    The IKOL_BACKEND_PYTHON variable when set, else `selected` (in Blender: the Python the
+    add-on's preferences select, preferences.selected_python()), else the project's development
     environment (`.venv` beside this add-on's folder) when there is one, else this very
     interpreter.
     """
-    chosen = os.environ.get("IKOL_BACKEND_PYTHON") or python_from_preferences()
+    chosen = os.environ.get("IKOL_BACKEND_PYTHON") or selected
     if chosen:
         return chosen
     dev_env = REPO_ROOT / ".venv" / "bin" / "python"
@@ -50,46 +43,25 @@ def backend_python() -> str:
 class BackendRun:
     """One backend process, read without blocking: for a modal operator's timer or a loop.
 
-    The process runs in its own process group (no shell), so cancel() ends it and anything it
-    started. Events are read by a thread and handed over by poll().
+    `process` (processes.ProcessRun) runs it in its own process group, so cancel() ends it and
+    anything it started; poll() hands over its events.
     """
 
     def __init__(self, command: list[str]):
         try:
-            self._process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                start_new_session=True,
-            )
+            self.process = ProcessRun(command)
         except OSError as exc:
             raise BackendFailed(
                 "backend_missing", f"Cannot start the backend ({command[0]}): {exc}"
             ) from exc
-        self._events: queue.Queue[dict] = queue.Queue()
-        self._stderr: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read_events, daemon=True),
-            threading.Thread(target=lambda: self._stderr.extend(self._process.stderr), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
         self._result: dict | None = None
         self._error: dict | None = None
 
-    def _read_events(self) -> None:
-        for line in self._process.stdout:
-            event = parse_event(line)
-            if event is not None:
-                self._events.put(event)
-
     def poll(self, timeout: float = 0.0) -> list[dict]:
-        """Events that arrived since the last call, waiting up to `timeout` s for the first."""
-        events = []
-        try:
-            events.append(self._events.get(timeout=timeout) if timeout else self._events.get_nowait())
-            while True:
-                events.append(self._events.get_nowait())
-        except queue.Empty:
-            pass
+        """Events that arrived since the last call, waiting up to `timeout` s for the first
+        line of output."""
+        events = [event for event in map(parse_event, self.process.poll(timeout))
+                  if event is not None]
         for event in events:
             if event["event"] == "result":
                 self._result = event
@@ -100,8 +72,7 @@ class BackendRun:
     @property
     def done(self) -> bool:
         """The process has ended and all its output has been read (poll until it is empty)."""
-        return (self._process.poll() is not None and self._events.empty()
-                and not any(reader.is_alive() for reader in self._readers))
+        return self.process.done
 
     def outcome(self) -> dict:
         """The `result` event of a finished run; BackendFailed with the backend's message if
@@ -109,19 +80,17 @@ class BackendRun:
         if self._error is not None:
             raise BackendFailed(self._error.get("code", "internal"),
                                 self._error.get("message", "unknown error"))
-        if self._process.returncode != 0 or self._result is None:
-            tail = "".join(self._stderr[-20:]).strip()
+        if self.process.returncode != 0 or self._result is None:
+            tail = "".join(self.process.stderr_lines[-20:]).strip()
             raise BackendFailed(
                 "backend_crashed",
-                f"The backend ended with exit code {self._process.returncode}.\n{tail}",
+                f"The backend ended with exit code {self.process.returncode}.\n{tail}",
             )
         return self._result
 
-    def cancel(self, grace: float = GRACE_S) -> None:
-        """End the backend's whole process group: SIGTERM, then SIGKILL after `grace` s."""
-        end_process_group(self._process, grace)
-        for reader in self._readers:
-            reader.join(timeout=1.0)
+    def cancel(self) -> None:
+        """End the backend's whole process group within about a second (processes.py)."""
+        self.process.cancel()
 
 
 def run_backend(command: list[str], on_event: Callable[[dict], None] | None = None) -> dict:

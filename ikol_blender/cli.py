@@ -323,7 +323,8 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
 def _estimate(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[Motion, Body | None, dict]:
     """Run the backend job: the motion (also copied to the staging folder), the SMPL body
     when one is made, and the backend's summary."""
-    job = EstimateJob(args.input, from_arguments(args), mesh=not args.no_body and args.retarget is None,
+    job = EstimateJob(backend_python(), args.input, from_arguments(args),
+                      mesh=not args.no_body and args.retarget is None,
                       pose_correctives=args.shape_keys)
     try:
         shown = 0

@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backend_process import BackendFailed, BackendRun, backend_python
+from .backend_process import BackendFailed, BackendRun
 from .body_file import BODY_FILE_NAME, Body, body_command, load_body
 from .motion import Motion, MotionFileError, load_motion
 from .options import EstimateOptions, estimate_command
@@ -34,20 +34,21 @@ class EstimateJob:
     """Runs the backend on `inputs` (and, with `options.smpl`, makes the SMPL body after it).
 
     Args:
+        python: the backend's interpreter (backend_process.backend_python()).
         inputs: image files, one image folder or one movie file.
-        python: the backend's interpreter; None for backend_python().
         mesh: whether the scene wants a body mesh (no body file is made without one).
         pose_correctives: ask the body file for SMPL's pose blend shapes (shape keys).
     """
 
-    def __init__(self, inputs: list[Path], options: EstimateOptions = EstimateOptions(),
-                 python: str | None = None, mesh: bool = True, pose_correctives: bool = False):
+    def __init__(self, python: str, inputs: list[Path],
+                 options: EstimateOptions = EstimateOptions(), mesh: bool = True,
+                 pose_correctives: bool = False):
         self.folder = Path(tempfile.mkdtemp(prefix="ikol-"))
         self.motion_path = self.folder / "motion.npz"
         self.body_path = self.folder / BODY_FILE_NAME
         self.progress = Progress()
         self._options = options
-        self._python = python or backend_python()
+        self._python = python
         self._make_body = mesh and options.smpl is not None
         self._pose_correctives = pose_correctives
         self._motion: Motion | None = None

@@ -3,7 +3,8 @@
 
 The backend runs either in the managed environment (made by "Install backend" in the
 extension's user folder, see backend_env) or in a Python the user picks that already has the
-backend. register() hands `selected_python` to backend_process, so Estimate Pose uses it.
+backend. The operators that run the backend pass `selected_python()` to
+backend_process.backend_python().
 """
 
 from dataclasses import dataclass, field
@@ -214,7 +215,7 @@ class IKOL_OT_check_backend(_StepsOperator, bpy.types.Operator):
     def begin(self, context: bpy.types.Context) -> backend_env.Steps | None:
         preferences = addon_preferences()
         command = backend_env.doctor_command(
-            backend_process.backend_python(), preferences.device,
+            backend_process.backend_python(selected_python()), preferences.device,
             bpy.path.abspath(preferences.smpl_model) if preferences.smpl_model else "",
             bpy.path.abspath(preferences.checkpoint) if preferences.checkpoint else "",
         )
@@ -249,12 +250,10 @@ CLASSES = (IKOLPreferences, IKOL_OT_install_backend, IKOL_OT_check_backend)
 def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
-    backend_process.python_from_preferences = selected_python
 
 
 def unregister() -> None:
     if ACTIVITY.steps is not None:  # disabled while installing or checking
         ACTIVITY.steps.cancel()
-    backend_process.python_from_preferences = lambda: None
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -1,17 +1,87 @@
-"""Ending a child process and everything it started, in bounded time. No bpy here.
+"""Running a child process without blocking, and ending it with everything it started in
+bounded time. No bpy here.
 
-Children the add-on starts (the backend, the installer's pip) run in their own process group
-(`start_new_session=True`), so the whole group can be ended: SIGTERM first, so they can clean
-up, then SIGKILL for whatever ignores it. Neither wait is open-ended, so Cancel, unregistering
-the add-on or quitting Blender never hangs on a child that will not stop.
+Every child the add-on starts (the backend, the installer's steps, the doctor) runs through
+ProcessRun, in its own process group (`start_new_session=True`), so the whole group can be
+ended: SIGTERM first, so they can clean up, then SIGKILL for whatever ignores it. Neither wait
+is open-ended, so Cancel, unregistering the add-on or quitting Blender never hangs on a child
+that will not stop.
 """
 
 import os
+import queue
 import signal
 import subprocess
+import threading
+from typing import TextIO
 
 GRACE_S = 0.5  # seconds a child gets to end after SIGTERM
 KILL_WAIT_S = 5.0  # seconds to wait for the kernel to end it after SIGKILL
+
+
+class ProcessRun:
+    """One command (no shell, stdin closed) in its own process group, read without blocking.
+
+    With `log` (an open text file) the command writes its stdout and stderr there itself;
+    otherwise threads read them: stdout's lines come from poll(), stderr's are kept in
+    `stderr_lines`. `env`: the command's environment (None: this process's).
+    """
+
+    def __init__(self, command: list[str], log: TextIO | None = None,
+                 env: dict[str, str] | None = None):
+        """Start the command; OSError when it cannot start."""
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log or subprocess.PIPE,
+            stderr=subprocess.STDOUT if log else subprocess.PIPE, text=True, env=env,
+            start_new_session=True,
+        )
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.stderr_lines: list[str] = []
+        self._readers = [] if log else [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=lambda: self.stderr_lines.extend(self._process.stderr),
+                             daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_stdout(self) -> None:
+        for line in self._process.stdout:
+            self._lines.put(line)
+
+    @property
+    def pid(self) -> int:
+        """The process's id, also its process group's."""
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code (negative: the signal that ended it); None while it runs."""
+        return self._process.poll()
+
+    def poll(self, timeout: float = 0.0) -> list[str]:
+        """stdout lines that arrived since the last call, waiting up to `timeout` s for the
+        first (none with a log)."""
+        lines = []
+        try:
+            lines.append(self._lines.get(timeout=timeout) if timeout else self._lines.get_nowait())
+            while True:
+                lines.append(self._lines.get_nowait())
+        except queue.Empty:
+            pass
+        return lines
+
+    @property
+    def done(self) -> bool:
+        """The process has ended and all its output has been read (poll until it is empty)."""
+        return (self._process.poll() is not None and self._lines.empty()
+                and not any(reader.is_alive() for reader in self._readers))
+
+    def cancel(self, grace: float = GRACE_S) -> None:
+        """End the process's whole group: SIGTERM, then SIGKILL after `grace` s (bounded)."""
+        end_process_group(self._process, grace)
+        for reader in self._readers:
+            reader.join(timeout=1.0)
 
 
 def end_process_group(process: subprocess.Popen, grace: float = GRACE_S) -> bool:

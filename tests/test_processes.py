@@ -81,7 +81,7 @@ def run_bounded(call, limit: float) -> float:
 def test_installer_cancel_is_bounded_when_a_step_ignores_sigterm(tmp_path: Path):
     steps = backend_env.Steps([("Installing", [sys.executable, "-c", STUBBORN])],
                               tmp_path / "install.log")
-    group = steps._process.pid
+    group = steps.run.pid
     try:
         wait_for(lambda: both_ready(steps.log_path))
         grandchild = grandchild_of(steps.log_path.read_text())
@@ -98,14 +98,14 @@ def test_installer_cancel_is_bounded_when_a_step_ignores_sigterm(tmp_path: Path)
 
 def test_backend_cancel_is_bounded_when_the_backend_ignores_sigterm(tmp_path: Path):
     run = BackendRun([sys.executable, "-c", STUBBORN])
-    group = run._process.pid
+    group = run.process.pid
     try:
-        wait_for(lambda: run._process.poll() is None and any(
+        wait_for(lambda: run.process.returncode is None and any(
             alive(int(pid)) for pid in os.listdir("/proc") if pid.isdigit()
             and pid != str(group) and _group_of(int(pid)) == group))
         took = run_bounded(run.cancel, GRACE_S + KILL_WAIT_S + 2)
         assert took < GRACE_S + 2, took
-        assert run._process.returncode == -9
+        assert run.process.returncode == -9
         wait_for(lambda: not any(_group_of(int(pid)) == group
                                  for pid in os.listdir("/proc") if pid.isdigit()),
                  timeout=KILL_WAIT_S)

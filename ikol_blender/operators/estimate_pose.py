@@ -12,7 +12,7 @@ from pathlib import Path
 import bpy
 
 from .. import preferences
-from ..backend_process import BackendFailed
+from ..backend_process import BackendFailed, backend_python
 from ..body_file import BodyFileError
 from ..footage import Footage, footage_of, natural_key
 from ..job import EstimateJob
@@ -48,7 +48,8 @@ class EstimateRun:
         if settings.front_end == "ikol" and options.checkpoint is None:
             raise SourceError("The IKOL network needs its checkpoint: set it in the add-on's "
                               "preferences, or choose the BlazePose front end")
-        self.job = EstimateJob(self.inputs, options,
+        python = backend_python(preferences.selected_python())
+        self.job = EstimateJob(python, self.inputs, options,
                                mesh=settings.body_mesh and settings.target == "NEW",
                                pose_correctives=settings.shape_keys)
         settings.running, settings.cancel_requested = True, False

@@ -18,7 +18,7 @@ from bpy_extras.io_utils import ImportHelper
 from ..backend_process import BackendFailed, backend_python
 from ..body_file import Body, BodyFileError, export_body, load_body
 from ..motion import Motion, MotionFileError, load_motion
-from ..preferences import addon_preferences
+from ..preferences import addon_preferences, selected_python
 from ..scene.build import build_scene
 
 
@@ -76,7 +76,7 @@ class IKOL_OT_import_motion(bpy.types.Operator, ImportHelper):
         if smpl is None and motion.rest_joints is not None:
             return None
         with tempfile.TemporaryDirectory(prefix="ikol-body-") as folder:
-            body_path = export_body(backend_python(), smpl, motion.mean_betas, Path(folder),
+            body_path = export_body(backend_python(selected_python()), smpl, motion.mean_betas, Path(folder),
                                     pose_correctives=self.pose_correctives and smpl is not None)
             return load_body(body_path)
 

@@ -19,7 +19,7 @@ import pytest
 from mathutils import Matrix, Quaternion, Vector
 
 import ikol_blender
-from ikol_blender.backend_process import BackendFailed
+from ikol_blender.backend_process import BackendFailed, backend_python
 from ikol_blender.footage import Footage
 from ikol_blender.job import EstimateJob
 from ikol_blender.motion import Motion
@@ -49,7 +49,7 @@ def addon(empty_scene):
 @pytest.fixture(scope="module")
 def sample_motion() -> Motion:
     """The backend's motion for the sample photo."""
-    job = EstimateJob([SAMPLE])
+    job = EstimateJob(backend_python(), [SAMPLE])
     while not job.step(timeout=0.1):
         pass
     motion = job.motion()
@@ -201,11 +201,11 @@ def test_cancel_ends_the_backend_within_a_second_and_leaves_nothing(addon):
     run = EstimateRun(bpy.context)
     while run.job.progress.done < 1:  # really running, model loaded
         run.tick(bpy.context, timeout=0.5)
-    process = run.job._run._process
+    process = run.job._run.process
     tick = time.perf_counter()
     run.cancel(bpy.context)
     assert time.perf_counter() - tick < 1.0
-    assert process.poll() is not None
+    assert process.returncode is not None
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)  # the whole process group is gone
     assert not run.job.folder.exists()
@@ -253,7 +253,7 @@ def test_crashing_backend_is_reported_and_leaves_the_scene_untouched(addon, tmp_
     crash.write_text(f"#!{sys.executable}\nimport sys\nprint('Segmentation fault', file=sys.stderr)\nsys.exit(139)\n")
     crash.chmod(0o755)
     monkeypatch.setenv("IKOL_BACKEND_PYTHON", str(crash))
-    job = EstimateJob([SAMPLE])
+    job = EstimateJob(backend_python(), [SAMPLE])
     while not job.step(timeout=0.1):
         pass
     with pytest.raises(BackendFailed) as failure:
@@ -341,7 +341,7 @@ def test_panel_draws_each_source_and_target(addon):
 
 
 def test_job_reports_progress_and_yields_the_motion_it_wrote():
-    job = EstimateJob([SAMPLE, SAMPLE])
+    job = EstimateJob(backend_python(), [SAMPLE, SAMPLE])
     while not job.step(timeout=0.1):
         pass
     motion = job.motion()
@@ -352,7 +352,7 @@ def test_job_reports_progress_and_yields_the_motion_it_wrote():
 
 
 def test_import_motion_of_an_estimated_file(addon, tmp_path: Path):
-    job = EstimateJob([SAMPLE])
+    job = EstimateJob(backend_python(), [SAMPLE])
     while not job.step(timeout=0.1):
         pass
     motion_file = tmp_path / "walk.npz"
