@@ -13,23 +13,22 @@ from .operators import retarget as retarget_operators
 from .retarget import properties as retarget_properties
 from .ui import panel, retarget_panel
 
-_CLASSES = (*estimate_pose.CLASSES, *import_motion.CLASSES, *retarget_operators.CLASSES,
-            *panel.CLASSES, *retarget_panel.CLASSES)
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(
+    (*estimate_pose.CLASSES, *import_motion.CLASSES, *retarget_operators.CLASSES,
+     *panel.CLASSES, *retarget_panel.CLASSES))
 
 
 def register() -> None:
     properties.register()
     preferences.register()
     retarget_properties.register()
-    for cls in _CLASSES:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.types.TOPBAR_MT_file_import.append(import_motion.menu_import)
 
 
 def unregister() -> None:
     bpy.types.TOPBAR_MT_file_import.remove(import_motion.menu_import)
-    for cls in reversed(_CLASSES):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()
     retarget_properties.unregister()
     preferences.unregister()
     properties.unregister()

@@ -245,15 +245,10 @@ def _redraw_preferences(context: bpy.types.Context) -> None:
 
 
 CLASSES = (IKOLPreferences, IKOL_OT_install_backend, IKOL_OT_check_backend)
-
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
+register, _unregister_classes = bpy.utils.register_classes_factory(CLASSES)
 
 
 def unregister() -> None:
     if ACTIVITY.steps is not None:  # disabled while installing or checking
         ACTIVITY.steps.cancel()
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

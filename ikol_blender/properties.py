@@ -85,15 +85,14 @@ class IKOLSettings(bpy.types.PropertyGroup):
 
 
 CLASSES = (IKOLImagePath, IKOLSettings)
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(CLASSES)
 
 
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.types.Scene.ikol = bpy.props.PointerProperty(type=IKOLSettings)
 
 
 def unregister() -> None:
     del bpy.types.Scene.ikol
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

@@ -13,7 +13,7 @@ import pytest
 
 from ikol_backend.camera import CAMERA_TO_MODEL
 from ikol_blender.smpl import JOINT_NAMES, to_z_up
-from tests.addon.test_retarget import fcurve_values
+from tests.tools.bpy_checks import fcurve_values
 from tests.tools.sample_clip import FPS, MARKER, marker_level, write_clip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,14 +160,10 @@ def test_sample_pose_is_close_to_the_true_joints(demo):
 
 
 def test_headless_retarget_onto_a_rig_from_a_blend_and_bvh_export(tmp_path: Path):
-    from tests.addon.test_retarget import mixamo_like
-
-    from ikol_backend.body.default_skeleton import default_skeleton
-    import torch
+    from tests.tools.rigs import default_rest_joints, mixamo_like
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    rest = default_skeleton().rest_points(torch.zeros(1, 10))[0, :24].double().numpy()
-    mixamo_like(rest)
+    mixamo_like(default_rest_joints())
     rig = tmp_path / "character.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(rig))
     bpy.ops.wm.read_factory_settings(use_empty=True)

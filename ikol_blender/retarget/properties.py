@@ -92,15 +92,14 @@ def fill_pairs(settings: IKOLRetargetSettings, bone_map: BoneMap) -> None:
 
 
 CLASSES = (IKOLRetargetPair, IKOLRetargetSettings)
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(CLASSES)
 
 
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.types.Scene.ikol_retarget = PointerProperty(type=IKOLRetargetSettings)
 
 
 def unregister() -> None:
     del bpy.types.Scene.ikol_retarget
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

@@ -29,21 +29,14 @@ from ikol_blender.retarget.bake import RetargetError
 from ikol_blender.scene.estimated import SceneRequest, add_estimated
 from ikol_blender.smpl import JOINT_NAMES, Y_UP_TO_Z_UP, to_z_up
 from ikol_blender.ui.panel import IKOL_PT_estimate
-from tests.addon.test_retarget import LayoutRecorder, fcurve_values, mixamo_like, rest_joints  # noqa: F401
-from tests.addon.test_smpl_body import smpl_preference, standin  # noqa: F401
+from tests.tools.bpy_checks import LayoutRecorder, fcurve_values
+from tests.tools.rigs import mixamo_like
 from tests.tools.sample_clip import FPS, write_clip, write_images
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "person.png"
 KINDS = ("objects", "armatures", "meshes", "cameras", "actions", "materials", "images",
          "movieclips")
-
-
-@pytest.fixture
-def addon(empty_scene):
-    ikol_blender.register()
-    yield bpy.context.scene
-    ikol_blender.unregister()
 
 
 @pytest.fixture(scope="module")

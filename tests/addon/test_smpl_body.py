@@ -11,31 +11,17 @@ import roma
 import torch
 from bpy_extras.anim_utils import action_get_channelbag_for_slot
 
-import ikol_blender
 from ikol_backend.body.model import BodyModel
 from ikol_backend.body.smpl_file import load_smpl
 from ikol_blender.backend_process import BackendFailed, backend_python
 from ikol_blender.body_file import Body, BodyFileError, export_body, load_body
 from ikol_blender.motion import Motion
-from ikol_blender.preferences import addon_preferences
 from ikol_blender.scene.build import build_scene
 from ikol_blender.smpl import JOINT_NAMES, Y_UP_TO_Z_UP, to_z_up
-from tests.tools.standin_smpl import standin_arrays
 
 BETAS = np.array([0.8, -1.2, 0.5, 0.0, 1.5, -0.3, 0.2, 0.0, -0.7, 0.4])
 SHAPE_KEYS = [f"Shape{k:03d}" for k in range(10)]
 DATA_KINDS = ("objects", "armatures", "meshes", "cameras", "actions", "materials", "shape_keys")
-
-
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The stand-in SMPL model with pose blend shapes 100 times the stand-in's own, so that
-    leaving them out moves vertices by centimetres and the check of them means something."""
-    arrays = standin_arrays()
-    arrays["posedirs"] = 100 * arrays["posedirs"]
-    path = tmp_path_factory.mktemp("model") / "standin_neutral.npz"
-    np.savez(path, **arrays)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -48,27 +34,6 @@ def smpl_body(standin: Path, tmp_path_factory: pytest.TempPathFactory) -> Body:
 @pytest.fixture(scope="module")
 def model(standin: Path) -> BodyModel:
     return load_smpl(standin)
-
-
-@pytest.fixture
-def addon(empty_scene):
-    ikol_blender.register()
-    yield bpy.context.scene
-    ikol_blender.unregister()
-
-
-@pytest.fixture
-def smpl_preference(addon, standin: Path):
-    """The add-on's preferences naming the stand-in as the SMPL model file, and the Python
-    the tests use as the backend's (the managed one needs the add-on installed)."""
-    python = backend_python()
-    entry = bpy.context.preferences.addons.new()
-    entry.module = ikol_blender.__name__
-    preferences = addon_preferences()
-    preferences.environment, preferences.python_path = "CUSTOM", python
-    preferences.smpl_model = str(standin)
-    yield preferences
-    bpy.context.preferences.addons.remove(entry)
 
 
 def data_counts() -> dict[str, int]:
