@@ -349,13 +349,13 @@ def test_clear_errors(empty_scene, rest_joints):
 
 @pytest.fixture
 def registered(empty_scene):
-    classes = (*retarget_operators.CLASSES, *retarget_panel.CLASSES)
+    """The Retarget panel's settings, operators and panels registered on an empty scene."""
+    register, unregister = bpy.utils.register_classes_factory(
+        (*retarget_operators.CLASSES, *retarget_panel.CLASSES))
     retarget_properties.register()
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    register()
     yield empty_scene
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    unregister()
     retarget_properties.unregister()
 
 
