@@ -247,6 +247,28 @@ def _plan(leaf_swing: bool, num_targets: int) -> _Plan:
 
 
 @dataclass(frozen=True)
+class _Tables:
+    """A plan's index lists and masks as tensors on one device (C chains of S steps: C * S
+    slots; K unknowns).
+
+    Slot tables index a (B, 30, ...) stack of the 29 points plus a zero row (index 29, used for
+    padding).
+    """
+
+    column_slot: torch.Tensor  # (K,) the slot of each unknown
+    joint_source: torch.Tensor  # (24,) each joint's row in [pelvis, slots..., spine3]
+    jacobian_source: torch.Tensor  # Jacobian nonzeros: indices into the flattened velocities
+    jacobian_target: torch.Tensor  # Jacobian nonzeros: indices into the flattened Jacobian
+    first_joint: torch.Tensor  # (C,) each chain's first joint
+    slot_child: torch.Tensor  # (C * S,) each slot's child point
+    slot_aimed: torch.Tensor  # (C * S,) the child point a slot's swing aims at
+    slot_origin: torch.Tensor  # (C * S,) the joint that aim starts from
+    turn_source: torch.Tensor  # (C * S,) into [identity, twists of joints 1-23, leaves]
+    unknown: torch.Tensor  # (C, S) 1 where the slot has a swing unknown
+    point_bones: torch.Tensor  # (28, C + C * S) the bones summed to reach points 1-28
+
+
+@dataclass(frozen=True)
 class SwingPose:
     """Forward kinematics at some swing angles, with what the Jacobian needs.
 
@@ -279,7 +301,7 @@ class SwingProblem:
     base: torch.Tensor  # (B, C, 3, 3) global rotation of each chain's fixed base joint
     root: torch.Tensor  # (B, 3, 3) global rotation of the pelvis
     spine3: torch.Tensor  # (B, 3, 3) global rotation of spine3
-    tables: dict[str, torch.Tensor]  # the plan's tables on the batch's device
+    tables: _Tables  # the plan's tables on the batch's device
 
     @staticmethod
     def build(
@@ -302,16 +324,16 @@ class SwingProblem:
         chains, steps = len(plan.chains), plan.steps
         tables = _tables(plan, targets.device, targets.dtype)
 
-        def per_slot(values: torch.Tensor, index: str) -> torch.Tensor:
+        def per_slot(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
             """Rows of (B, N, ...) picked by a slot table (N = 29 or 24: no row, zeros)."""
             missing = NUM_POINTS + 1 - values.shape[1]
             padding = torch.zeros_like(values[:, :1]).expand(-1, missing, *values.shape[2:])
-            picked = torch.cat([values, padding], 1)[:, tables[index]]
+            picked = torch.cat([values, padding], 1)[:, index]
             return picked.view(batch, chains, steps, *values.shape[2:])
 
-        child_rest = per_slot(rest_bone, "slot_child")
+        child_rest = per_slot(rest_bone, tables.slot_child)
         # Target bones only where a swing aims at them (a given leaf joint needs none).
-        child_target = per_slot(targets, "slot_aimed") - per_slot(targets, "slot_origin")
+        child_target = per_slot(targets, tables.slot_aimed) - per_slot(targets, tables.slot_origin)
         # Each slot's fixed rotation: the twist of a swing joint, or the given leaf rotation.
         eye = torch.eye(3, dtype=targets.dtype, device=targets.device)
         if twist is None:
@@ -325,7 +347,7 @@ class SwingProblem:
         else:
             leaf = leaf_rotmats.to(targets)
         rotations = torch.cat([eye.expand(batch, 1, 3, 3), twist_rot, leaf], 1)
-        turn = rotations[:, tables["turn_source"]].view(batch, chains, steps, 3, 3)
+        turn = rotations[:, tables.turn_source].view(batch, chains, steps, 3, 3)
 
         root = _fit_rotation(rest_bone, targets, 0, ROOT_CHILDREN)
         spine3 = _fit_rotation(rest_bone, targets, SPINE3, SPINE3_CHILDREN)
@@ -333,11 +355,11 @@ class SwingProblem:
             plan=plan,
             betas=betas,
             targets=targets,
-            first_rest=rest_bone[:, tables["first_joint"]],
+            first_rest=rest_bone[:, tables.first_joint],
             child_rest=child_rest,
             child_target=child_target,
             turn=turn,
-            unknown=tables["unknown"],
+            unknown=tables.unknown,
             base=torch.stack([root if b == 0 else spine3 for b in plan.base], 1),
             root=root,
             spine3=spine3,
@@ -363,7 +385,7 @@ class SwingProblem:
         chains, steps = self.unknown.shape
         if theta is not None:
             slots = self.targets.new_zeros(batch, chains * steps)
-            slot_angle = slots.index_copy(1, self.tables["column_slot"], theta).view(batch, chains, steps)
+            slot_angle = slots.index_copy(1, self.tables.column_slot, theta).view(batch, chains, steps)
         frame = self.base
         first_bone = (frame @ self.first_rest.unsqueeze(-1)).squeeze(-1)
         frames, locals_, bones, axes, norms, carried_all, angles = [], [], [], [], [], [], []
@@ -389,9 +411,9 @@ class SwingProblem:
             angles.append(angle.squeeze(-1))
         child_bone, angle = _stack(bones), _stack(angles)
         all_bones = torch.cat([first_bone, child_bone.flatten(1, 2)], 1)
-        points = torch.einsum("pk,bkx->bpx", self.tables["point_bones"], all_bones)
+        points = torch.einsum("pk,bkx->bpx", self.tables.point_bones, all_bones)
         return SwingPose(
-            swing=angle.flatten(1)[:, self.tables["column_slot"]] if theta is None else theta,
+            swing=angle.flatten(1)[:, self.tables.column_slot] if theta is None else theta,
             points=torch.cat([torch.zeros_like(points[:, :1]), points], 1),
             slot_local=_stack(locals_),
             angle=angle,
@@ -409,7 +431,7 @@ class SwingProblem:
         spine2 = pose.parent_global.flatten(1, 2)[:, k] @ slot_local[:, k]
         spine3 = spine2.transpose(-1, -2) @ self.spine3
         rotations = torch.cat([self.root.unsqueeze(1), slot_local, spine3.unsqueeze(1)], 1)
-        return rotations[:, self.tables["joint_source"]]
+        return rotations[:, self.tables.joint_source]
 
     def residual(self, pose: SwingPose) -> torch.Tensor:
         """(B, 3P) posed minus target points, metres."""
@@ -489,18 +511,14 @@ def closed_form_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: Swing
     velocity = -(skew(pose.child_bone) @ omega).cumsum(2)  # w x bone = -[bone]x w
     num, num_swing = problem.targets.shape[1], theta.shape[1]
     jac = velocity.new_zeros(batch, 3 * num * num_swing)
-    nonzeros = velocity.flatten(1)[:, problem.tables["jacobian_source"]]
-    jac.index_copy_(1, problem.tables["jacobian_target"], nonzeros)
+    nonzeros = velocity.flatten(1)[:, problem.tables.jacobian_source]
+    jac.index_copy_(1, problem.tables.jacobian_target, nonzeros)
     return jac.view(batch, 3 * num, num_swing)
 
 
 @lru_cache(maxsize=32)
-def _tables(plan: _Plan, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The plan's index lists and masks as tensors on a device.
-
-    Slot tables index a (B, 30, ...) stack of the 29 points plus a zero row (index 29, used for
-    padding); "turn_source" indexes [identity, twists of joints 1-23, leaf rotations].
-    """
+def _tables(plan: _Plan, device: torch.device, dtype: torch.dtype) -> _Tables:
+    """The plan's tables on `device`, masks in `dtype`."""
     chains, steps = len(plan.chains), plan.steps
 
     def long(values: list[int] | tuple[int, ...]) -> torch.Tensor:
@@ -517,21 +535,21 @@ def _tables(plan: _Plan, device: torch.device, dtype: torch.dtype) -> dict[str, 
     num_swing, x = len(plan.swing_joints), torch.arange(3).unsqueeze(0)
     source = torch.tensor(plan.jacobian_source).unsqueeze(1)
     target = torch.tensor(plan.jacobian_target).unsqueeze(1)
-    return {
-        "column_slot": long(plan.column_slot),
-        "joint_source": long(plan.joint_source),
-        "jacobian_source": (((source // steps) * 3 + x) * steps + source % steps).flatten().to(device),
-        "jacobian_target": (((target // num_swing) * 3 + x) * num_swing + target % num_swing)
+    return _Tables(
+        column_slot=long(plan.column_slot),
+        joint_source=long(plan.joint_source),
+        jacobian_source=(((source // steps) * 3 + x) * steps + source % steps).flatten().to(device),
+        jacobian_target=(((target // num_swing) * 3 + x) * num_swing + target % num_swing)
         .flatten().to(device),
-        "first_joint": long([chain[0] for chain in plan.chains]),
-        "slot_child": long([c if c >= 0 else pad for c in plan.slot_child]),
-        "slot_aimed": long([c if a else pad for c, a in zip(plan.slot_child, aims)]),
-        "slot_origin": long([j if a else pad for j, a in zip(plan.slot_joint, aims)]),
-        "turn_source": long([NUM_JOINTS + _LEAF_SLOT[j] if g else max(j, 0)
-                             for j, g in zip(plan.slot_joint, given)]),
-        "unknown": torch.tensor(plan.slot_unknown, dtype=dtype, device=device).view(chains, steps),
-        "point_bones": point_bones.to(device),
-    }
+        first_joint=long([chain[0] for chain in plan.chains]),
+        slot_child=long([c if c >= 0 else pad for c in plan.slot_child]),
+        slot_aimed=long([c if a else pad for c, a in zip(plan.slot_child, aims)]),
+        slot_origin=long([j if a else pad for j, a in zip(plan.slot_joint, aims)]),
+        turn_source=long([NUM_JOINTS + _LEAF_SLOT[j] if g else max(j, 0)
+                          for j, g in zip(plan.slot_joint, given)]),
+        unknown=torch.tensor(plan.slot_unknown, dtype=dtype, device=device).view(chains, steps),
+        point_bones=point_bones.to(device),
+    )
 
 
 def _stack(per_step: list[torch.Tensor]) -> torch.Tensor:
