@@ -29,7 +29,7 @@ from .body.tree import NUM_JOINTS, NUM_POINTS
 from .camera import DEFAULT_FOV_DEG, intrinsics, view_to_camera
 from .errors import BackendError
 from .events import Events
-from .frontends.blazepose import BlazePose, PoseLandmarks
+from .frontends.blazepose import BlazePose, MirroredPass, PoseLandmarks
 from .frontends.blazepose_to_smpl import REST_SIDES, SIDE_JOINTS, SIDE_SEEN
 from .frontends.ikol_net import IkolNetFrontEnd
 from .ik.ikol_layer import SwingProblem, ikol
@@ -94,7 +94,8 @@ def estimate(
     valid: list[bool] = []
     began = time.perf_counter()
     frames = iter(source)
-    with BlazePose() as detector, (BlazePose(video=True) if is_video else nullcontext()) as follower:
+    with BlazePose() as detector, (BlazePose(video=True) if is_video else nullcontext()) as follower, \
+            MirroredPass(video=is_video) as mirror:
         tracker = PersonTracker(detector, options.person, video=follower)
         while True:
             with clock("decode"):
@@ -104,6 +105,8 @@ def estimate(
             with clock("landmarks"):
                 small, scale = downscaled(frame.rgb)
                 marks = tracker.track(small)
+                if marks is not None:
+                    marks = mirror.averaged(small, marks)
             valid.append(marks is not None)
             if marks is None:
                 name = source.paths[0 if is_video else frame.index].name

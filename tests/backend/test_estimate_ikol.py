@@ -13,7 +13,7 @@ import roma
 import torch
 
 from ikol_backend.body.default_skeleton import default_skeleton
-from ikol_backend.frontends.blazepose import BlazePose
+from ikol_backend.frontends.blazepose import BlazePose, MirroredPass
 from ikol_backend.frontends.ikol_net import IkolNetFrontEnd, person_crop
 from ikol_backend.network.ikol24 import IKOL24
 from ikol_backend.person import landmarks_box
@@ -65,8 +65,8 @@ def test_network_twist_and_leaf_rotations_reach_the_pose(checkpoint: Path, tmp_p
     with np.load(tmp_path / "m.npz") as data:
         poses, camera = data["poses"].reshape(24, 3), data["camera_intrinsics"].astype(np.float64)
     rgb = cv2.cvtColor(cv2.imread(str(SAMPLE)), cv2.COLOR_BGR2RGB)
-    with BlazePose() as detector:
-        box = landmarks_box(detector.detect(rgb))
+    with BlazePose() as detector, MirroredPass() as mirror:  # as estimate finds the person
+        box = landmarks_box(mirror.averaged(rgb, detector.detect(rgb)))
     crop, affine = person_crop(rgb, (box.x0, box.y0, box.x1, box.y1))
     found = IkolNetFrontEnd(checkpoint, torch.device("cpu")).estimate(crop[None], affine[None], camera)
     written = roma.rotvec_to_rotmat(torch.as_tensor(poses[[15, 22, 23, 10, 11]], dtype=torch.float64))

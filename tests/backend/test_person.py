@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ikol_backend.frontends.blazepose import BlazePose
+from ikol_backend.frontends.blazepose import MIRRORED, BlazePose, MirroredPass, PoseLandmarks
+from ikol_backend.frontends.blazepose_to_smpl import LANDMARK_NAMES
 from ikol_backend.person import Box, PersonTracker, find_everyone, find_people, landmarks_box
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,3 +166,25 @@ def test_video_mode_showing_someone_else_is_not_asked_again():
         second = tracker.track(two_people(6))
     assert tracker.video is None
     assert landmarks_box(first).x1 < SMALL_LEFT and landmarks_box(second).x1 < SMALL_LEFT
+
+
+def test_the_mirrored_pass_averages_the_same_person():
+    rgb = cv2.cvtColor(cv2.imread(str(SAMPLE)), cv2.COLOR_BGR2RGB)
+    with BlazePose() as detector, MirroredPass() as mirror:
+        marks = detector.detect(rgb)
+        averaged = mirror.averaged(rgb, marks)
+    moved = np.linalg.norm(averaged.image - marks.image, axis=1)
+    size = np.ptp(marks.image, axis=0).max()
+    assert 0 < np.median(moved) < 0.05 * size  # the mirrored pass counts, and agrees
+    names = [name.replace("left", "L").replace("right", "left").replace("L", "right")
+             for name in LANDMARK_NAMES]
+    assert [LANDMARK_NAMES[i] for i in MIRRORED] == names
+
+
+def test_a_mirrored_pass_that_finds_someone_else_is_not_used():
+    rgb = cv2.cvtColor(cv2.imread(str(SAMPLE)), cv2.COLOR_BGR2RGB)
+    with BlazePose() as detector, MirroredPass() as mirror:
+        marks = detector.detect(rgb)
+        elsewhere = PoseLandmarks(marks.world, marks.image + (200.0, 0.0), marks.visibility)
+        mirror._pose.detect = lambda image: elsewhere  # as if the mirror showed another person
+        assert mirror.averaged(rgb, marks) is marks

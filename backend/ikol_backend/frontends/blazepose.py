@@ -74,6 +74,46 @@ class BlazePose:
         return PoseLandmarks(world, image, visibility)
 
 
+# Each landmark's index in the mirrored image: left and right swap, the nose stays.
+MIRRORED = np.array([0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9]
+                    + [i + 1 if i % 2 else i - 1 for i in range(11, NUM_LANDMARKS)])
+MIRROR_AGREEMENT = 0.1  # largest median landmark distance, as a share of the person's size
+
+
+class MirroredPass:
+    """A second BlazePose pass on the mirrored image, averaged with the first.
+
+    The landmark model's errors on an image and on its mirror image are partly independent,
+    so their mean is closer to the person (measured on the rendered set, docs/accuracy.md). The
+    mirrored pass must find the same person: where its landmarks disagree with the first pass
+    by more than MIRROR_AGREEMENT of the person's size (another person, a miss), the first pass
+    is kept. Use as a context manager; `video` as for BlazePose (one clip, frames in order).
+    """
+
+    def __init__(self, video: bool = False):
+        self._pose = BlazePose(video=video)
+
+    def __enter__(self) -> "MirroredPass":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pose.__exit__(*exc)
+
+    def averaged(self, rgb: np.ndarray, marks: PoseLandmarks) -> PoseLandmarks:
+        """The landmarks `marks` found in `rgb` (H, W, 3), averaged with the mirrored pass's."""
+        mirrored = self._pose.detect(np.ascontiguousarray(rgb[:, ::-1]))
+        if mirrored is None:
+            return marks
+        image = mirrored.image[MIRRORED]
+        image[:, 0] = rgb.shape[1] - image[:, 0]
+        size = np.ptp(marks.image, axis=0).max()
+        if np.median(np.linalg.norm(image - marks.image, axis=1)) > MIRROR_AGREEMENT * size:
+            return marks
+        world = mirrored.world[MIRRORED] * np.array([-1.0, 1.0, 1.0])
+        return PoseLandmarks((marks.world + world) / 2, (marks.image + image) / 2,
+                             np.minimum(marks.visibility, mirrored.visibility[MIRRORED]))
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null meanwhile: MediaPipe's C++ start-up chatter."""

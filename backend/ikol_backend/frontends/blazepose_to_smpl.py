@@ -1,9 +1,12 @@
 """From BlazePose's 33 landmarks to the 29 SMPL points (24 joints and 5 leaf points).
 
-Every SMPL point is a fixed weighted sum of landmarks (weights sum to 1), so the same matrix
-maps 3D world landmarks and 2D image landmarks. The weights place the points where the default
-skeleton has them relative to the landmarks BlazePose gives (hip, shoulder, ear, knuckle, heel
-and toe points); the table is documented in docs/frontends.md.
+First the limb landmarks are moved to the joint centres they stand for (BlazePose marks the
+shoulders, hips and ankles off the joints' centres of rotation), by offsets in the body's own
+directions (`joint_centres`). Then every SMPL point is a fixed weighted sum of landmarks
+(weights sum to 1), so the same matrix maps 3D world landmarks and 2D image landmarks. The
+weights place the points where the default skeleton has them relative to the landmarks BlazePose
+gives (hip, shoulder, ear, knuckle, heel and toe points); both tables are documented in
+docs/frontends.md.
 """
 
 import numpy as np
@@ -79,6 +82,83 @@ def mapping_matrix() -> np.ndarray:
 _MATRIX = mapping_matrix()
 
 
+# Joint centre minus landmark, metres, in the body's own directions, measured on renders of
+# bodies with known joints (bench/landmark_offsets.py: the calibration stills, apart from the
+# measured ones). Shoulders and hips: (outward, up, forward) in the torso's directions (outward:
+# the person's left for the left side, right for the right side). Elbows, wrists, knees,
+# ankles: along the limb, away from the landmark of the joint above.
+TORSO_OFFSETS: dict[str, tuple[float, float, float]] = {
+    "shoulder": (0.015, -0.023, -0.009),
+    "hip": (0.012, -0.016, -0.035),
+}
+LIMB_OFFSETS: dict[str, tuple[str, float]] = {
+    "elbow": ("shoulder", 0.007),
+    "wrist": ("elbow", -0.007),
+    "knee": ("hip", 0.004),
+    "ankle": ("knee", 0.021),
+}
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    """v / |v|, or zero where |v| is (nearly) zero."""
+    norm = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.where(norm > 1e-9, v / np.maximum(norm, 1e-9), 0.0)
+
+
+def torso_directions(world: np.ndarray) -> np.ndarray:
+    """(33, 3) MediaPipe world landmarks -> (3, 3) rows: the person's left, up and forward
+    (unit vectors in MediaPipe's world frame: x image right, y down, z away from the camera)."""
+    at = {name: world[i] for name, i in LANDMARK_INDEX.items()}
+    left = _unit(at["left_shoulder"] - at["right_shoulder"] + at["left_hip"] - at["right_hip"])
+    up = (at["left_shoulder"] + at["right_shoulder"] - at["left_hip"] - at["right_hip"]) / 2
+    up = _unit(up - left * (left @ up))
+    return np.stack([left, up, np.cross(left, up)])
+
+
+def limb_direction(world: np.ndarray, side: str, joint: str) -> np.ndarray:
+    """(3,) unit vector from the landmark above `joint` to it (LIMB_OFFSETS), MediaPipe frame."""
+    above = LIMB_OFFSETS[joint][0]
+    return _unit(world[LANDMARK_INDEX[f"{side}_{joint}"]] - world[LANDMARK_INDEX[f"{side}_{above}"]])
+
+
+def joint_centre_offsets(world: np.ndarray) -> np.ndarray:
+    """(33, 3) MediaPipe world landmarks -> (33, 3) metres to add to them (MediaPipe frame):
+    nonzero for the twelve limb landmarks, zero for the rest."""
+    left, up, forward = torso_directions(world)
+    offsets = np.zeros_like(world)
+    for side, outward in (("left", left), ("right", -left)):
+        for joint, (out, rise, ahead) in TORSO_OFFSETS.items():
+            offsets[LANDMARK_INDEX[f"{side}_{joint}"]] = out * outward + rise * up + ahead * forward
+        for joint, (_, along) in LIMB_OFFSETS.items():
+            offsets[LANDMARK_INDEX[f"{side}_{joint}"]] = along * limb_direction(world, side, joint)
+    return offsets
+
+
+def pixels_per_metre(world: np.ndarray, image: np.ndarray) -> float:
+    """The scale s of image ≈ s · world_xy + t (least squares over all landmarks): the
+    person's image scale, for carrying small world offsets into the image."""
+    xy = world[:, :2] - world[:, :2].mean(axis=0)
+    uv = image - image.mean(axis=0)
+    return float((xy * uv).sum() / max((xy * xy).sum(), 1e-12))
+
+
+def joint_centres(marks: PoseLandmarks) -> tuple[np.ndarray, np.ndarray]:
+    """The landmarks with the limb ones moved to their joints' centres: (33, 3) world
+    (MediaPipe frame, metres) and (33, 2) image (pixels; the offsets scaled by
+    `pixels_per_metre`, MediaPipe's world axes being the image's)."""
+    offsets = joint_centre_offsets(marks.world)
+    scale = pixels_per_metre(marks.world, marks.image)
+    return marks.world + offsets, marks.image + scale * offsets[:, :2]
+
+
+# Points BlazePose does not mark: their places between hips and shoulders are the default
+# skeleton's, not the person's, so in the image they are no evidence (2D confidence 0; measured
+# on the rendered stills, docs/accuracy.md: 2D error 1.00 -> 0.97 % of image height). They stay
+# 3D targets, where they shape the spine.
+UNMARKED: tuple[str, ...] = ("pelvis", "spine1", "spine2", "spine3", "neck", "left_collar", "right_collar")
+UNMARKED_ROWS = [JOINT_NAMES.index(name) for name in UNMARKED]
+
+
 def smpl_targets(marks: PoseLandmarks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """SMPL point targets from one person's landmarks.
 
@@ -86,13 +166,16 @@ def smpl_targets(marks: PoseLandmarks) -> tuple[np.ndarray, np.ndarray, np.ndarr
         points_3d: (29, 3) metres, model frame (Y up, X image right, Z towards the camera),
             origin between the hips.
         points_2d: (29, 2) pixels.
-        confidence: (29,) in [0, 1], the smallest visibility among the landmarks used.
+        confidence: (29,) in [0, 1], of the 2D points: the smallest visibility among the
+            landmarks used; 0 for UNMARKED points.
     """
+    world, image = joint_centres(marks)
     # MediaPipe's world frame is oriented like the camera frame.
-    points_3d = _MATRIX @ marks.world @ CAMERA_TO_MODEL.T
-    points_2d = _MATRIX @ marks.image
+    points_3d = _MATRIX @ world @ CAMERA_TO_MODEL.T
+    points_2d = _MATRIX @ image
     used = _MATRIX != 0
     confidence = np.where(used, marks.visibility[None, :], 1.0).min(axis=1)
+    confidence[UNMARKED_ROWS] = 0.0
     return points_3d, points_2d, confidence
 
 
