@@ -308,7 +308,7 @@ def test_estimate_pose_with_an_smpl_model_builds_the_smpl_body(smpl_preference):
     settings.images.add().path = str(SAMPLE)
     settings.shape_keys = True
     run, statuses = run_like_the_modal_operator(bpy.context)
-    assert any(status.startswith("Making the SMPL body") for status in statuses)
+    assert any(status.startswith("Making the body") for status in statuses)
     assert not run.job.folder.exists()
     motion = run.job.motion()
     body = bpy.data.objects["person_body"]

