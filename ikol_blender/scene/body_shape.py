@@ -51,7 +51,8 @@ def body_of(obj: bpy.types.Object | None) -> bpy.types.Object | None:
 def joints_from_shape_keys(obj: bpy.types.Object) -> np.ndarray:
     """(24, 3) rest joints for the mesh's current shape key values (a muted key counts 0),
     Blender Z-up, armature space."""
-    joints = np.asarray(obj[TEMPLATE_PROPERTY], dtype=np.float64).reshape(NUM_JOINTS, 3)
+    # A copy: np.asarray would share the ID property's own memory, and += would change it.
+    joints = np.array(obj[TEMPLATE_PROPERTY], dtype=np.float64).reshape(NUM_JOINTS, 3)
     blocks = obj.data.shape_keys.key_blocks
     for name, move in obj[SHAPEDIRS_PROPERTY].items():
         block = blocks.get(name)
