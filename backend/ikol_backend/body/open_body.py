@@ -2,23 +2,25 @@
 
 Given the default skeleton's betas (the shape the backend fitted to the person), this module
 1. fits anny's phenotypes so that the anny body's segment lengths match the skeleton's:
-   gender, age (young adult to old), height and proportions are fitted; muscle and weight
-   change bone lengths little, so they stay at 0.5. Least squares over 16 lengths (thighs,
-   shanks, upper arms, forearms, hands, feet, shoulder and hip width, torso, neck and head),
-   with a weak pull toward an average adult. Hip width and torso are compared after a fixed
-   ratio, since anny's hip joints sit wider apart and its neck joint lower than the default
-   skeleton's.
+   height and proportions freely, gender and age (young adult to old) only for a clear gain;
+   muscle and weight change bone lengths little, so they stay at 0.5. Least squares over 16
+   lengths (thighs, shanks, upper arms, forearms, hands, feet, shoulder and hip width, hips to
+   shoulders, shoulders to head top) with a pull toward an average adult (PRIOR). Hip width
+   and head height are compared after a fixed ratio: anny's hip joints sit wider apart and
+   its head is taller above the shoulders than the default skeleton's.
 2. places the 24 joints and 5 leaf points on that body (anny_joints.py) and gives each skin
    vertex the weights of its anny bones, summed per SMPL joint (the 24 vertex groups);
 3. turns the body from anny's rest pose (arms down) into the SMPL rest T-pose: every limb
    bone (hips to toes, shoulders to fingertips) turns about its joint, by the shortest turn,
    until it points where the fitted skeleton's bone points; the skin follows by linear blend
    skinning with those weights. The torso, neck, head and collars keep anny's own posture.
-4. moves the skin so that its joints land on the fitted skeleton's (snap_moves): each joint
-   moves by the difference, each vertex by its weights' blend of those moves, so the pose
-   the backend solved on the skeleton puts the open body where it put the skeleton, over the
-   footage. Where the two bodies define a joint differently and the move would crumple the
-   skin, the joint moves with its neighbour instead (hands, feet, collars, the hips' width);
+4. takes the fitted skeleton's rest joints as its own and moves the skin onto them
+   (snap_moves): each joint's part of the skin moves by the joint's difference, each vertex
+   by its weights' blend of those moves, so the pose the backend solved on the skeleton puts
+   the open body exactly where it put the skeleton, over the footage. Where the two bodies
+   define a joint differently and moving the skin that far would crumple it, that part of the
+   skin moves as its neighbour does (hands, feet, collars, the hips' width): there the joint
+   sits a few centimetres from where anny's skin weights expect it, still inside the skin;
 5. writes one shape key per phenotype (named as anny names them, valued in [0, 1]): Blender's
    shape keys are linear, anny's phenotypes are not, so each key is anny's change per unit at
    the fitted body (a central difference over +-0.05, in the same T-pose turns), and the Basis
@@ -80,8 +82,9 @@ class OpenBody:
         weights: (V, 24) skin weight of each vertex per SMPL joint; rows sum to 1.
         joint_template: (24, 3) rest joints with every key at 0.
         joint_shapedirs: (24, 3, K) rest joint move per unit of each key.
-        rest_joints: (24, 3) rest joints at the fitted values (pelvis at the origin).
-        fit_rms: root mean square of the 16 fitted length differences, metres.
+        rest_joints: (24, 3) rest joints at the fitted values: the fitted skeleton's (pelvis at
+            the origin).
+        fit_rms: root mean square of the 16 length differences left by the fit, metres.
     """
 
     shape_names: tuple[str, ...]
@@ -166,7 +169,7 @@ def fit_phenotype(rig: Rig, target: np.ndarray, reference: np.ndarray) -> tuple[
     Args:
         target: (29, 3) the fitted skeleton's rest points, model frame.
         reference: (29, 3) the same skeleton at betas = 0, which sets the fixed ratios of the
-            lengths defined differently on the two bodies (hip width, torso).
+            lengths defined differently on the two bodies (hip width, head height).
     """
     from scipy.optimize import least_squares
 
@@ -278,9 +281,8 @@ def open_body(data: AnnyData, target: np.ndarray, reference: np.ndarray) -> Open
     shapedirs = ((skinned[1 + count:] - skinned[1:1 + count]) / step[:, None, None]).transpose(1, 2, 0)
     joint_shapedirs = ((joints[1 + count:] - joints[1:1 + count]) / step[:, None, None]).transpose(1, 2, 0)
     fitted = joints[0] - joints[0, 0]
-    moves = snap_moves(fitted, target[:NUM_JOINTS] - target[0])
-    vertices = skinned[0] - joints[0, 0] + rig.weights @ moves
-    rest_joints = fitted + moves
+    rest_joints = target[:NUM_JOINTS] - target[0]
+    vertices = skinned[0] - joints[0, 0] + rig.weights @ snap_moves(fitted, rest_joints)
     return OpenBody(
         shape_names=tuple(names),
         shape_values=values,
@@ -296,12 +298,12 @@ def open_body(data: AnnyData, target: np.ndarray, reference: np.ndarray) -> Open
 
 
 def snap_moves(joints: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(24, 3) how far each of the body's rest joints (24, 3) moves onto the skeleton's
-    (24, 3), both with the pelvis at the origin: all the way, except where the two bodies place
-    a joint differently and moving the skin that far would crumple it: hands and feet move as
-    their wrists and ankles (anny's hands and feet are longer from wrist and ankle to the
-    knuckles and the ball of the foot), collars as spine3 (anny's collar joint sits near the
-    breastbone), and the legs keep anny's hip width (its hip joints sit wider apart)."""
+    """(24, 3) how far the skin around each of the body's rest joints (24, 3) moves toward the
+    skeleton's (24, 3), both with the pelvis at the origin: all the way, except where the two
+    bodies place a joint differently and moving the skin that far would crumple it: hands and
+    feet move as their wrists and ankles (anny's hands and feet are longer from wrist and ankle
+    to the knuckles and the ball of the foot), collars as spine3 (anny's collar joint sits near
+    the breastbone), and the legs keep anny's hip width (its hip joints sit wider apart)."""
     moves = target - joints
     for side in ("left", "right"):
         for part in ("hip", "knee", "ankle", "foot"):
