@@ -76,15 +76,14 @@ class AnnyData:
     def coefficients(self, phenotype: np.ndarray) -> np.ndarray:
         """(N, P) phenotype values in phenotype_names' order -> (N, K) basis coefficients."""
         phenotype = np.atleast_2d(np.asarray(phenotype, dtype=np.float64))
-        columns = np.empty((phenotype.shape[0], len(self.variation_feature)))
-        for column, (feature, anchor) in enumerate(zip(self.variation_feature, self.variation_anchor)):
-            if np.isnan(anchor):  # race: equal thirds, as anny gives them by default
-                columns[:, column] = 1.0 / np.isnan(self.variation_anchor).sum()
-                continue
-            anchors = np.sort(self.variation_anchor[self.variation_feature == feature])
+        races = np.isnan(self.variation_anchor)
+        columns = np.full((phenotype.shape[0], len(self.variation_feature)), 1.0 / races.sum())
+        for feature in dict.fromkeys(self.variation_feature[~races]):
+            where = np.flatnonzero(self.variation_feature == feature)
+            anchors = self.variation_anchor[where]
             value = (phenotype[:, self.phenotype_names.index(feature)]
                      if feature in self.phenotype_names else np.full(len(phenotype), _HIDDEN_VALUE))
-            columns[:, column] = _hat(np.clip(value, anchors[0], anchors[-1]), anchors, anchor)
+            columns[:, where] = _hats(np.clip(value, anchors.min(), anchors.max()), anchors)
         mask = self.mask[None].astype(np.float64)
         weights = np.prod(columns[:, None, :] * mask + (1.0 - mask), axis=-1)
         return weights @ self.projection
@@ -97,18 +96,11 @@ class AnnyData:
         return vertices, heads
 
 
-def _hat(values: np.ndarray, anchors: np.ndarray, anchor: float) -> np.ndarray:
-    """Linear interpolation weight of `anchor` among sorted `anchors` at each value."""
-    k = int(np.flatnonzero(anchors == anchor)[0])
-    weight = np.zeros_like(values)
-    if k > 0:
-        rising = (values >= anchors[k - 1]) & (values <= anchor)
-        weight[rising] = (values[rising] - anchors[k - 1]) / (anchor - anchors[k - 1])
-    if k < len(anchors) - 1:
-        falling = (values >= anchor) & (values <= anchors[k + 1])
-        weight[falling] = (anchors[k + 1] - values[falling]) / (anchors[k + 1] - anchor)
-    weight[values == anchor] = 1.0
-    return weight
+def _hats(values: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """(N,) values within the sorted anchors (A,) -> (N, A) linear interpolation weights: the
+    two anchors around each value share a weight of 1."""
+    place = np.interp(values, anchors, np.arange(len(anchors)))  # fractional anchor index
+    return np.clip(1.0 - np.abs(place[:, None] - np.arange(len(anchors))[None, :]), 0.0, 1.0)
 
 
 def cache_dir() -> Path:

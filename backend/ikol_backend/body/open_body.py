@@ -171,8 +171,6 @@ def fit_phenotype(rig: Rig, target: np.ndarray, reference: np.ndarray) -> tuple[
         reference: (29, 3) the same skeleton at betas = 0, which sets the fixed ratios of the
             lengths defined differently on the two bodies (hip width, head height).
     """
-    from scipy.optimize import least_squares
-
     names = rig.data.phenotype_names
     start = np.array([PRIOR[name] for name in names])
     free = [names.index(name) for name in FITTED]
@@ -195,10 +193,41 @@ def fit_phenotype(rig: Rig, target: np.ndarray, reference: np.ndarray) -> tuple[
         return np.concatenate([weight * error, prior * (x - start[free])])
 
     low, high, prior = (np.array(column) for column in zip(*FITTED.values()))
-    result = least_squares(residuals, start[free], bounds=(low, high), diff_step=1e-3)
-    values = phenotype(result.x)
+    values = phenotype(bounded_least_squares(residuals, start[free], low, high))
     error = lengths(rig.points(values[None])[0]) - wanted
     return values, float(np.sqrt(np.mean(error ** 2)))
+
+
+def bounded_least_squares(residuals, start: np.ndarray, low: np.ndarray, high: np.ndarray,
+                          iterations: int = 40) -> np.ndarray:
+    """x within [low, high] that makes sum(residuals(x)**2) small: Levenberg-Marquardt steps
+    with a forward-difference Jacobian, clipped to the bounds (a few parameters: numpy only)."""
+    x = np.clip(start, low, high)
+    r = residuals(x)
+    damping = 1e-3
+    for _ in range(iterations):
+        step_size = 1e-4
+        # Differences step inward at an upper bound.
+        steps = np.where(x + step_size > high, -step_size, step_size)
+        jacobian = np.stack([(residuals(x + steps[i] * np.eye(len(x))[i]) - r) / steps[i]
+                             for i in range(len(x))], axis=1)
+        normal = jacobian.T @ jacobian
+        gradient = jacobian.T @ r
+        while True:
+            step = np.linalg.solve(normal + damping * (np.diag(np.diag(normal)) + 1e-9 * np.eye(len(x))),
+                                   -gradient)
+            trial = np.clip(x + step, low, high)
+            trial_r = residuals(trial)
+            if trial_r @ trial_r < r @ r:
+                moved = np.abs(trial - x).max()
+                x, r, damping = trial, trial_r, max(damping / 3, 1e-9)
+                break
+            damping *= 4
+            if damping > 1e6:
+                return x
+        if moved < 1e-7:
+            break
+    return x
 
 
 def aim_turns(points: np.ndarray, target: np.ndarray) -> np.ndarray:
