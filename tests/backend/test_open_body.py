@@ -160,3 +160,21 @@ def test_the_body_command_writes_the_open_body(tmp_path: Path):
         assert str(body["body_model"]) == "anny" and body["faces"].dtype == np.int32
     assert out.stat().st_size < 5_000_000
     assert seconds < 60  # the bench measures it (docs: under 5 s on two idle cores)
+
+
+def test_the_skeleton_comes_from_the_cache_without_torch(tmp_path: Path):
+    """The default skeleton's arrays are kept under a digest of its source, so a body file
+    needs neither torch nor anny once the data are made (most of its time was torch's import)."""
+    from ikol_backend.body.anny_data import skeleton_arrays
+
+    template, shapedirs = skeleton_arrays()
+    model = default_skeleton()
+    np.testing.assert_allclose(template, model.point_template.double().numpy(), atol=1e-7)
+    np.testing.assert_allclose(shapedirs, model.point_shapedirs.double().numpy(), atol=1e-7)
+    code = ("import sys; from ikol_backend import cli; "
+            f"code = cli.main(['body', '-o', {str(tmp_path / 'b.npz')!r}]); "
+            "print(sorted(m for m in ('torch', 'anny', 'scipy.optimize') if m in sys.modules)); "
+            "sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

