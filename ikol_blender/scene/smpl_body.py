@@ -11,7 +11,7 @@ import bpy
 import numpy as np
 
 from ..body_file import BodyMesh
-from ..smpl import JOINT_NAMES, NUM_BETAS, NUM_JOINTS, Y_UP_TO_Z_UP, to_z_up
+from ..smpl import JOINT_NAMES, NUM_JOINTS, Y_UP_TO_Z_UP, to_z_up
 from .body_mesh import clay_material
 from .body_shape import store_joint_shapes
 from .keyframes import write_keys

