@@ -7,7 +7,7 @@ image sizes, body shapes, clothes) and the clips in CLIPS (walking, turning on t
 moving the arms; MJPG video). They are made once and kept outside git in
 ${IKOL_BENCH_CACHE:-~/.cache/ikol-for-blender}/accuracy/v<SET_VERSION>/, with a manifest so
 that an interrupted render resumes; `--rebuild` renders the selected items again. Rendering
-needs the tools: `.venv/bin/pip install -r requirements-tools.txt`.
+uses anny, which the project's environment has (requirements.txt).
 
 Measured on the 12 limb joints (shoulders, elbows, wrists, hips, knees, ankles), for each
 variant of the project's settings (`--variant NAME="ESTIMATE ARGS"`) and for BlazePose
@@ -254,7 +254,7 @@ def render_set(cache: Path, names: list[str], threads: int, rebuild: bool) -> No
     import fcntl
 
     sys.path.insert(0, str(TOOLS))
-    import anny_scene  # noqa: PLC0415  (needs the tools: requirements-tools.txt)
+    import anny_scene  # noqa: PLC0415  (imports anny when rendering)
 
     cache.mkdir(parents=True, exist_ok=True)
     lock = open(cache / ".render.lock", "w")  # held until this process ends
@@ -350,8 +350,7 @@ def ensure_rendered(cache: Path, names: list[str], threads: int, rebuild: bool) 
                "--threads", str(threads)] + (["--rebuild"] if rebuild else [])
     done = subprocess.run(command)
     if done.returncode != 0:
-        raise SystemExit(f"rendering failed (exit {done.returncode}); the tools install with "
-                         f".venv/bin/pip install -r requirements-tools.txt")
+        raise SystemExit(f"rendering failed (exit {done.returncode}); see its messages above")
     return time.time() - began
 
 

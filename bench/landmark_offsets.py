@@ -16,7 +16,7 @@ residuals in units of its image height. Prints the fitted table (metres) and the
     .venv/bin/python bench/landmark_offsets.py            # renders what is missing first
     .venv/bin/python bench/landmark_offsets.py --first 100 --count 80
 
-Rendering needs the tools (requirements-tools.txt); about 30 s a still on 2 cores.
+Rendering (anny and bpy, both in requirements.txt) takes about 30 s a still on 2 cores.
 """
 
 import argparse

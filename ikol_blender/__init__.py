@@ -8,14 +8,14 @@ into the scene. This package imports only bpy, mathutils, numpy and the standard
 import bpy
 
 from . import preferences, properties
-from .operators import estimate_pose, import_motion
+from .operators import body_shape, estimate_pose, import_motion
 from .operators import retarget as retarget_operators
 from .retarget import properties as retarget_properties
-from .ui import panel, retarget_panel
+from .ui import body_panel, panel, retarget_panel
 
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(
     (*estimate_pose.CLASSES, *import_motion.CLASSES, *retarget_operators.CLASSES,
-     *panel.CLASSES, *retarget_panel.CLASSES))
+     *body_shape.CLASSES, *panel.CLASSES, *retarget_panel.CLASSES, *body_panel.CLASSES))
 
 
 def register() -> None:

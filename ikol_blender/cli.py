@@ -56,6 +56,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add_arguments(parser.add_argument_group("estimation"))
     scene = parser.add_argument_group("scene")
     scene.add_argument("--no-body", action="store_true", help="armature only, no body mesh")
+    scene.add_argument("--capsules", action="store_true",
+                       help="a capsule per bone instead of the open body (not with --smpl)")
     scene.add_argument("--shape-keys", action="store_true",
                        help="SMPL mesh with pose-corrective shape keys (needs --smpl)")
     scene.add_argument("--render", type=Path, help="write a PNG of the posed body over the footage")
@@ -99,6 +101,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--render-frame needs --render")
     if args.shape_keys and args.smpl is None:
         parser.error("--shape-keys needs --smpl")
+    if args.capsules and args.smpl is not None:
+        parser.error("--capsules is the body without an SMPL file: not with --smpl")
     if args.front_end != "ikol":
         for name in NETWORK_OPTIONS:
             if getattr(args, name):
@@ -241,9 +245,10 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
     tick = time.perf_counter()
     if args.motion_given:
         motion, body, summary = load_motion(args.motion), None, {}
-        if motion.rest_joints is None or args.smpl is not None:
+        mesh = args.retarget is None and not args.no_body
+        if motion.rest_joints is None or args.smpl is not None or (mesh and not args.capsules):
             body = _body_for(motion, args.smpl, staged["motion"].parent,
-                             args.shape_keys and args.retarget is None and not args.no_body)
+                             args.shape_keys and mesh, skeleton_only=not mesh or args.capsules)
         seconds["motion file"] = time.perf_counter() - tick
     else:
         motion, body, summary = _estimate(args, staged)
@@ -321,11 +326,11 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
 
 
 def _estimate(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[Motion, Body | None, dict]:
-    """Run the backend job: the motion (also copied to the staging folder), the SMPL body
-    when one is made, and the backend's summary."""
+    """Run the backend job: the motion (also copied to the staging folder), the body (the
+    open body or the SMPL mesh) when one is made, and the backend's summary."""
     job = EstimateJob(backend_python(), args.input, from_arguments(args),
                       mesh=not args.no_body and args.retarget is None,
-                      pose_correctives=args.shape_keys)
+                      pose_correctives=args.shape_keys, capsules=args.capsules)
     try:
         shown = 0
         while not job.step(timeout=0.1):
@@ -341,11 +346,14 @@ def _estimate(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[Motion
     return motion, body, job.summary
 
 
-def _body_for(motion: Motion, smpl: Path | None, folder: Path, pose_correctives: bool) -> Body:
-    """The body for a given motion file from the backend: its rest skeleton (a file without
-    one, such as AMASS) and, with an SMPL model file, the SMPL mesh."""
+def _body_for(motion: Motion, smpl: Path | None, folder: Path, pose_correctives: bool,
+              skeleton_only: bool) -> Body:
+    """The body for a given motion file from the backend: the SMPL mesh with an SMPL model
+    file, else the open body, or (`skeleton_only`) the default skeleton's rest joints alone
+    (for a file without its own, such as AMASS)."""
     return load_body(export_body(backend_python(), smpl, motion.mean_betas, folder,
-                                 pose_correctives=pose_correctives))
+                                 pose_correctives=pose_correctives,
+                                 skeleton_only=skeleton_only and smpl is None))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Shared by the Estimate Pose operator (stepped from a timer), its blocking form, the headless
 CLI and the tests. The job runs `ikol-backend estimate` into a private temporary folder and,
-when an SMPL model file is given, then `ikol-backend body` for the estimated body shape (the
-mesh the scene is built with). Both run without blocking the caller; cancel() ends either.
+when a mesh is wanted, then `ikol-backend body` for the estimated body shape (the mesh the
+scene is built with: the open body, or the SMPL mesh with an SMPL model file; none for the
+capsule body). Both run without blocking the caller; cancel() ends either.
 """
 
 import shutil
@@ -31,25 +32,27 @@ class Progress:
 
 
 class EstimateJob:
-    """Runs the backend on `inputs` (and, with `options.smpl`, makes the SMPL body after it).
+    """Runs the backend on `inputs`, then makes the body for the estimated shape.
 
     Args:
         python: the backend's interpreter (backend_process.backend_python()).
         inputs: image files, one image folder or one movie file.
         mesh: whether the scene wants a body mesh (no body file is made without one).
         pose_correctives: ask the body file for SMPL's pose blend shapes (shape keys).
+        capsules: without an SMPL model file, the capsule body (no body file) instead of the
+            open body.
     """
 
     def __init__(self, python: str, inputs: list[Path],
                  options: EstimateOptions = EstimateOptions(), mesh: bool = True,
-                 pose_correctives: bool = False):
+                 pose_correctives: bool = False, capsules: bool = False):
         self.folder = Path(tempfile.mkdtemp(prefix="ikol-"))
         self.motion_path = self.folder / "motion.npz"
         self.body_path = self.folder / BODY_FILE_NAME
         self.progress = Progress()
         self._options = options
         self._python = python
-        self._make_body = mesh and options.smpl is not None
+        self._make_body = mesh and (options.smpl is not None or not capsules)
         self._pose_correctives = pose_correctives
         self._motion: Motion | None = None
         self.summary: dict = {}
@@ -81,7 +84,7 @@ class EstimateJob:
         except (BackendFailed, MotionFileError):
             return True  # motion() raises it again for the caller
         self._making_body = True
-        self.progress.stage = "Making the SMPL body"
+        self.progress.stage = "Making the body"
         self._run = BackendRun(body_command(self._python, self._options.smpl, motion.mean_betas,
                                             self.body_path, self._pose_correctives))
         return False
@@ -95,8 +98,8 @@ class EstimateJob:
         return self._motion
 
     def body(self) -> Body | None:
-        """The SMPL body of a finished job that made one (an SMPL model file, a mesh wanted),
-        else None; BackendFailed or BodyFileError if it could not be made."""
+        """The body of a finished job that made one (a mesh wanted, not the capsules), else
+        None; BackendFailed or BodyFileError if it could not be made."""
         if not self._make_body:
             return None
         self.motion()

@@ -73,7 +73,11 @@ class IKOLSettings(bpy.types.PropertyGroup):
                                  description="Add a camera matching the footage, with the "
                                              "footage as its background")
     body_mesh: BoolProperty(name="Body Mesh", default=True,
-                            description="Add a body mesh bound to the armature")
+                            description="Add a body mesh bound to the armature: the open body, "
+                                        "or the SMPL mesh with an SMPL model in the preferences")
+    capsule_body: BoolProperty(name="Capsule Body", default=False,
+                               description="Without an SMPL model: a capsule per bone instead "
+                                           "of the open body")
     shape_keys: BoolProperty(name="Shape Keys", default=False,
                              description="Give the SMPL mesh its pose-corrective shape keys "
                                          "(needs the SMPL model in the add-on's preferences)")

@@ -171,3 +171,35 @@ def test_an_existing_motion_file_is_retargeted_headless(tmp_path: Path):
     assert usage_error("--motion", motion, "--output", tmp_path / "x.blend", "--render",
                        tmp_path / "x.png").endswith(
         "error: --render and --render-all need --input (the footage to render over)")
+
+
+def test_a_motion_file_gets_the_open_body_or_with_capsules_the_capsule_body(tmp_path: Path):
+    from ikol_backend.body.default_skeleton import default_skeleton
+    import torch
+
+    rest = default_skeleton().rest_points(torch.zeros(1, 10))[0, :24].double().numpy()
+    motion = tmp_path / "wave.npz"
+    poses = np.zeros((3, 72), np.float32)
+    poses[:, 3 * 16 + 2] = [-1.2, -0.6, 0.0]  # the left arm comes down
+    np.savez(motion, poses=poses, trans=np.zeros((3, 3), np.float32),
+             betas=np.zeros(10, np.float32), mocap_framerate=np.float64(30.0),
+             rest_joints=rest.astype(np.float32), format_version=np.int32(1))
+    for extra, blend in (([], "open.blend"), (["--capsules"], "capsules.blend")):
+        result = cli("--motion", motion, "--output", tmp_path / blend, *extra)
+        assert result.returncode == 0, result.stderr
+    try:
+        bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "open.blend"))
+        body = bpy.data.objects["wave_body"]
+        assert len(body.data.vertices) > 13000 and len(body.data.shape_keys.key_blocks) == 7
+        heads = np.array([bpy.data.objects["wave"].data.bones[n].head_local for n in
+                          ("pelvis", "left_wrist")])
+        np.testing.assert_allclose(heads, rest[[0, 20]] @ np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]]),
+                                   atol=1e-5)  # the motion's own skeleton, Z up
+        bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "capsules.blend"))
+        assert bpy.data.objects["wave_body"].data.shape_keys is None
+        assert len(bpy.data.objects["wave_body"].vertex_groups) == 24
+    finally:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+    assert usage_error("--motion", motion, "--output", tmp_path / "x.blend", "--capsules",
+                       "--smpl", tmp_path / "model.npz").endswith(
+        "error: --capsules is the body without an SMPL file: not with --smpl")

@@ -131,6 +131,21 @@ def check_blazepose() -> Check:
                  f"model files present; loads and runs ({time.perf_counter() - start:.1f} s)")
 
 
+def check_open_body() -> Check:
+    """anny is installed (the open body) and whether its data are made yet (without importing
+    anny: that takes a second)."""
+    from .body.anny_data import anny_version, data_path
+
+    version = anny_version()
+    if not version:
+        return Check("open_body", False, "anny is not installed: no open body (the capsule body "
+                                         "and SMPL files still work)")
+    path = data_path()
+    state = (f"data ready ({path})" if path.is_file()
+             else "its data are made on first use, about two minutes (or: ikol-backend prepare)")
+    return Check("open_body", True, f"anny {version}; {state}", version)
+
+
 def check_smpl(path: Path) -> Check:
     """The SMPL-format model file loads through the backend's own loader."""
     if not path.exists():
@@ -181,7 +196,7 @@ def run_checks(device: str = "auto", smpl: Path | None = None,
     """All checks, in the order they are shown."""
     checks = [check_python()]
     checks += [check_package(*package) for package in PACKAGES]
-    checks += [check_device(device), check_blazepose()]
+    checks += [check_device(device), check_blazepose(), check_open_body()]
     if smpl is not None:
         checks.append(check_smpl(smpl))
     if checkpoint is not None:

@@ -20,6 +20,7 @@ _EXIT_BY_CODE = {
     "output_unwritable": EXIT_OUTPUT,
     "model_invalid": EXIT_BAD_INPUT,
     "checkpoint_invalid": EXIT_BAD_INPUT,
+    "body_unavailable": EXIT_BAD_INPUT,
 }
 
 

@@ -60,6 +60,9 @@ def _human(event: str, fields: dict[str, Any]) -> str:
     if event == "result":
         summary = fields["summary"]
         stages = ", ".join(f"{k} {v:.2f} s" for k, v in summary["seconds"].items())
+        if "made" in summary:  # ikol-backend prepare
+            return (f"Made {fields['path']}. Time: {stages}." if summary["made"]
+                    else f"Ready (made earlier): {fields['path']}")
         if "frames" not in summary:  # not a motion file (ikol-backend body)
             return f"Wrote {fields['path']}. Time: {stages}."
         return (

@@ -51,7 +51,8 @@ class EstimateRun:
         python = backend_python(preferences.selected_python())
         self.job = EstimateJob(python, self.inputs, options,
                                mesh=settings.body_mesh and settings.target == "NEW",
-                               pose_correctives=settings.shape_keys)
+                               pose_correctives=settings.shape_keys,
+                               capsules=settings.capsule_body)
         settings.running, settings.cancel_requested = True, False
         settings.progress, settings.status = 0.0, "Starting the backend"
 

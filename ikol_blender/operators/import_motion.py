@@ -1,10 +1,11 @@
 """File > Import > SMPL motion (.npz): motion files made elsewhere (this project's, from another
 machine, or AMASS-style), onto a new SMPL armature.
 
-A file without a rest skeleton (AMASS), or any file when the preferences name an SMPL model
-file, gets its body from the backend (`ikol-backend body`: the rest skeleton for the file's
-betas and, with the SMPL file, the shaped and skinned SMPL mesh). That runs a short backend
-process (a few seconds, mostly starting torch) while Blender waits.
+The body comes from the backend (`ikol-backend body`: the rest skeleton for the file's betas
+and the shaped, skinned mesh: the open body, or the SMPL mesh when the preferences name an
+SMPL model file). That runs a short backend process (a few seconds, mostly starting torch)
+while Blender waits. With "Capsule Body" a file with its own rest skeleton needs no backend; one
+without (AMASS) gets the default skeleton's.
 """
 
 import tempfile
@@ -42,6 +43,11 @@ class IKOL_OT_import_motion(bpy.types.Operator, ImportHelper):
         ),
         default="AUTO",
     )
+    capsule_body: BoolProperty(
+        name="Capsule Body",
+        description="Without an SMPL model file: a capsule per bone instead of the open body",
+        default=False,
+    )
     pose_correctives: BoolProperty(
         name="Pose correctives",
         description="With an SMPL model file in the preferences: add SMPL's pose-corrective "
@@ -61,23 +67,26 @@ class IKOL_OT_import_motion(bpy.types.Operator, ImportHelper):
         except (MotionFileError, BodyFileError, BackendFailed, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        if body is not None and body.mesh is not None and motion.gender not in ("neutral", body.gender):
+        if (body is not None and body.mesh is not None and body.mesh.shape_values is None
+                and motion.gender not in ("neutral", body.gender)):
             self.report({"WARNING"}, f"The motion is for a {motion.gender} body; the SMPL model "
                                      f"file is {body.gender}")
         self.report({"INFO"}, f"Imported {motion.num_frames} frame(s) onto {built.armature.name}")
         return {"FINISHED"}
 
     def _body(self, motion: Motion) -> Body | None:
-        """The body from the backend (with the preferences' SMPL file, if any), or None when the
-        motion's own skeleton and the simple mesh will do."""
+        """The body from the backend (the SMPL mesh with the preferences' SMPL file, else the
+        open body), or None when the motion's own skeleton and the capsule body will do."""
         preferences = addon_preferences()
         smpl = (Path(bpy.path.abspath(preferences.smpl_model))
                 if preferences is not None and preferences.smpl_model else None)
-        if smpl is None and motion.rest_joints is not None:
+        capsules = self.capsule_body and smpl is None
+        if capsules and motion.rest_joints is not None:
             return None
         with tempfile.TemporaryDirectory(prefix="ikol-body-") as folder:
             body_path = export_body(backend_python(selected_python()), smpl, motion.mean_betas, Path(folder),
-                                    pose_correctives=self.pose_correctives and smpl is not None)
+                                    pose_correctives=self.pose_correctives and smpl is not None,
+                                    skeleton_only=capsules)
             return load_body(body_path)
 
 

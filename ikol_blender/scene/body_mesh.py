@@ -1,4 +1,4 @@
-"""A simple body-like mesh for when there is no SMPL model file: a capsule along every bone,
+"""The capsule body (an option in place of the open body): a capsule along every bone,
 skinned rigidly to its bone by vertex groups and an Armature modifier."""
 
 import bmesh

@@ -30,9 +30,9 @@ def build_scene(motion: Motion, name: str, body: Body | bool = True,
 
     Args:
         body: a body file's Body: the armature gets its rest skeleton and, when it has a mesh,
-            the SMPL mesh with shape keys set to its betas (keyed per frame when the motion's
-            betas change per frame); True: the motion's own rest skeleton and a simple body-like
-            mesh; False: no mesh.
+            that mesh with its shape keys (the open body: set to its fitted phenotypes; SMPL:
+            set to its betas, keyed per frame when the motion's betas change per frame); True:
+            the motion's own rest skeleton and the capsule body; False: no mesh.
 
     A motion in a Z-up world (AMASS) is turned into the model frame first, so the armature's
     world positions are the file's. With a Body and a motion that has its own rest skeleton,

@@ -59,8 +59,8 @@ class MadeScene:
 def add_estimated(motion: Motion, request: SceneRequest, body: Body | None = None) -> MadeScene:
     """Add everything `request` asks for to the current scene; on failure leave it as it was.
 
-    `body`: the SMPL body made for the motion's shape (job.EstimateJob.body), or None; its
-    mesh is used when a body mesh is asked for.
+    `body`: the body made for the motion's shape (job.EstimateJob.body: the open body or the
+    SMPL mesh), or None (the capsule body); its mesh is used when a body mesh is asked for.
     """
     mesh = request.body_mesh and request.target is None
     with kept_on_failure(bpy.context.scene, request.target):

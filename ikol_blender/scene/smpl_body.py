@@ -1,18 +1,20 @@
-"""The SMPL body mesh: skinned to the armature, shaped by shape keys, optionally with pose-corrective
-shape keys driven by the bones.
+"""The body mesh from a body file (the open body or the SMPL mesh): skinned to the armature,
+shaped by shape keys, optionally (SMPL) with pose-corrective shape keys driven by the bones.
 
-The armature's rest skeleton must be the rest joints for the betas the shape keys are set to
+The armature's rest skeleton must be the rest joints for the values the shape keys are set to
 (the body file's), so that Blender's Armature modifier (linear blend skinning) puts every vertex
-where SMPL does.
+where the body model does. The open body's mesh also carries its rest joints per shape key
+(custom properties, see body_shape.py), so the skeleton can follow edited keys.
 """
 
 import bpy
 import numpy as np
 
 from ..body_file import BodyMesh
-from ..smpl import JOINT_NAMES, NUM_BETAS, NUM_JOINTS, Y_UP_TO_Z_UP, to_z_up
+from ..smpl import JOINT_NAMES, NUM_JOINTS, Y_UP_TO_Z_UP, to_z_up
 from .body_mesh import clay_material
 from ..keyframes import write_keys
+from .body_shape import store_joint_shapes
 
 SHAPE_KEY_RANGE = 5.0  # slider range of the beta shape keys, widened up to Blender's 10 if needed
 SHAPE_KEY_LIMIT = 10.0  # Blender's limit for a shape key's slider
@@ -25,21 +27,20 @@ _ROTATION_MINUS_IDENTITY = (
 )
 
 
-def shape_key_name(beta: int) -> str:
-    return f"Shape{beta:03d}"
-
-
 def build_smpl_mesh(armature: bpy.types.Object, mesh: BodyMesh, name: str, betas: np.ndarray,
                     first_frame: int = 1) -> bpy.types.Object:
-    """A mesh object bound to `armature`: the SMPL template, a vertex group per joint with the
-    skin weights, an Armature modifier, and shape keys Shape000-Shape009 (one unit of each
-    beta) set to `betas`.
+    """A mesh object bound to `armature`: the body file's template, a vertex group per joint
+    with the skin weights, an Armature modifier, and one shape key per unit shape direction
+    (SMPL: Shape000-Shape009, one unit of each beta; the open body: one per anny phenotype).
 
     Args:
         mesh: the body file's mesh (model frame); with posedirs, pose-corrective shape keys
             Pose_<bone>_<row><column> are added, driven by the bones' rotations.
-        betas: (10,) shape key values, or (N, 10) keyed from `first_frame` on.
+        betas: SMPL: (10,) shape key values, or (N, 10) keyed from `first_frame` on. The open
+            body's keys take its own fitted values (mesh.shape_values), sliders 0 to 1.
     """
+    if mesh.shape_values is not None:
+        betas = mesh.shape_values
     limit = float(np.abs(betas).max(initial=0.0))
     if limit > SHAPE_KEY_LIMIT:
         raise ValueError(f"A beta of {limit:.1f}: Blender's shape keys reach only "
@@ -56,11 +57,12 @@ def build_smpl_mesh(armature: bpy.types.Object, mesh: BodyMesh, name: str, betas
     obj.data.materials.append(clay_material())
 
     obj.shape_key_add(name="Basis", from_mix=False)
-    slider = max(SHAPE_KEY_RANGE, np.ceil(limit))
+    low, high = ((0.0, 1.0) if mesh.shape_values is not None
+                 else (-max(SHAPE_KEY_RANGE, np.ceil(limit)), max(SHAPE_KEY_RANGE, np.ceil(limit))))
     keys = []
-    for beta in range(NUM_BETAS):
-        key = _add_shape_key(obj, shape_key_name(beta), vertices + to_z_up(mesh.shapedirs[:, :, beta]))
-        key.slider_min, key.slider_max = -slider, slider
+    for index, key_name in enumerate(mesh.shape_names):
+        key = _add_shape_key(obj, key_name, vertices + to_z_up(mesh.shapedirs[:, :, index]))
+        key.slider_min, key.slider_max = low, high
         keys.append(key)
     if betas.ndim == 1:
         for key, value in zip(keys, betas):
@@ -70,6 +72,8 @@ def build_smpl_mesh(armature: bpy.types.Object, mesh: BodyMesh, name: str, betas
         channels = {(f'key_blocks["{key.name}"].value', 0): betas[:, beta]
                     for beta, key in enumerate(keys)}
         write_keys(data.shape_keys, f"{name}_shape", frames, channels)
+    if mesh.joint_template is not None:
+        store_joint_shapes(obj, mesh.joint_template, mesh.joint_shapedirs, mesh.shape_names)
     if mesh.posedirs is not None:
         _add_pose_correctives(obj, armature, mesh.posedirs, vertices)
     return obj

@@ -64,6 +64,7 @@ class IKOL_PT_estimate(bpy.types.Panel):
         body = extras.column()
         body.enabled = settings.target == "NEW"
         body.prop(settings, "body_mesh")
+        body.prop(settings, "capsule_body")
         body.prop(settings, "shape_keys")
         if settings.running:
             layout.progress(factor=settings.progress, type="BAR", text=settings.status)

@@ -121,12 +121,17 @@ def test_register_and_unregister_twice(empty_scene):
 def test_estimate_pose_on_a_photo(addon):
     addon.ikol.images.add().path = str(SAMPLE)
     run, statuses = run_like_the_modal_operator(bpy.context)
-    assert statuses and all(status.startswith("Estimating: frame ") for status in statuses)
+    assert statuses and all(status.startswith(("Estimating: frame ", "Making the body"))
+                            for status in statuses)
+    assert statuses[0].startswith("Estimating") and statuses[-1].startswith("Making the body")
     assert run.job.progress.done == run.job.progress.total == 1
     assert not addon.ikol.running and addon.ikol.status == "Done: person"
     assert not run.job.folder.exists()
     armature = bpy.data.objects["person"]
-    assert bpy.data.objects["person_body"].type == "MESH"
+    body = bpy.data.objects["person_body"]
+    assert body.type == "MESH" and len(body.data.vertices) > 13000  # the open body
+    assert body.data.shape_keys.key_blocks.keys()[1:] == ["gender", "age", "muscle", "weight",
+                                                          "height", "proportions"]
     camera = bpy.data.objects["person_camera"]
     assert addon.camera == camera and camera.data.show_background_images
     [background] = camera.data.background_images
@@ -301,7 +306,7 @@ def test_estimate_pose_with_an_smpl_model_builds_the_smpl_body(smpl_preference):
     settings.images.add().path = str(SAMPLE)
     settings.shape_keys = True
     run, statuses = run_like_the_modal_operator(bpy.context)
-    assert any(status.startswith("Making the SMPL body") for status in statuses)
+    assert any(status.startswith("Making the body") for status in statuses)
     assert not run.job.folder.exists()
     motion = run.job.motion()
     body = bpy.data.objects["person_body"]

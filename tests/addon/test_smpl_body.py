@@ -159,8 +159,8 @@ def test_a_failing_build_leaves_the_scene_as_it_was(empty_scene, smpl_body: Body
 
 def test_body_without_mesh_and_a_motion_on_another_skeleton(empty_scene, tmp_path: Path):
     """The default skeleton's body for other betas: the armature takes the body's skeleton, the
-    simple mesh, and the pelvis stays where the motion put it."""
-    body = load_body(export_body(backend_python(), None, BETAS, tmp_path))
+    capsule mesh, and the pelvis stays where the motion put it."""
+    body = load_body(export_body(backend_python(), None, BETAS, tmp_path, skeleton_only=True))
     assert body.mesh is None and body.model_name == "default_skeleton" and body.gender == "neutral"
     np.testing.assert_allclose(body.betas, BETAS, atol=1e-6)
     own_rest = 0.9 * body.rest_joints + [0.0, 0.1, 0.0]
@@ -198,6 +198,23 @@ def rotation(rotvec: np.ndarray) -> np.ndarray:
     return roma.rotvec_to_rotmat(torch.tensor(rotvec)).numpy()
 
 
+def test_import_with_the_capsule_body(addon, tmp_path: Path):
+    """Capsule Body: a file with its own skeleton needs no backend; one without (AMASS) gets
+    the default skeleton's."""
+    for name, rest in (("own", True), ("amass", False)):
+        path = tmp_path / f"{name}.npz"
+        if rest:
+            motion = random_motion(2, None, seed=3)
+            np.savez(path, poses=motion.poses.reshape(2, 72), trans=motion.trans, betas=BETAS,
+                     rest_joints=0.5 * np.ones((24, 3)) * np.arange(24)[:, None] / 24,
+                     format_version=np.int32(1))
+        else:
+            write_amass(path, 2)
+        assert bpy.ops.ikol.import_motion(filepath=str(path), capsule_body=True) == {"FINISHED"}
+        body = bpy.data.objects[f"{name}_body"]
+        assert body.data.shape_keys is None and len(body.vertex_groups) == 24
+
+
 def test_import_of_an_amass_style_file(addon, tmp_path: Path):
     path = tmp_path / "jog_poses.npz"
     frames = 5
@@ -211,7 +228,8 @@ def test_import_of_an_amass_style_file(addon, tmp_path: Path):
     assert len(fcurves) == 24 * 4 + 3  # quaternions and the root's location
     assert all([k.co[0] for k in fcurve.keyframe_points] == list(range(1, frames + 1)) for fcurve in fcurves)
     assert scene.render.fps / scene.render.fps_base == pytest.approx(120.0)
-    assert bpy.data.objects["jog_poses_body"].data.shape_keys is None  # no SMPL file: simple mesh
+    keys = bpy.data.objects["jog_poses_body"].data.shape_keys.key_blocks  # no SMPL file: open body
+    assert keys.keys()[1:] == ["gender", "age", "muscle", "weight", "height", "proportions"]
     turn = Y_UP_TO_Z_UP
     poses = data["poses"][:, :66].reshape(frames, 22, 3)
     for frame in range(frames):

