@@ -1,0 +1,171 @@
+"""Batch workers as Ray actors, on an existing Ray cluster or a private single-machine Ray.
+
+`--ray ADDRESS`: `auto` (the cluster this machine belongs to, or RAY_ADDRESS), `HOST:PORT`
+(a head node's GCS address), `ray://HOST:PORT` (Ray Client) or `local` (a new private Ray on
+this machine, stopped at the end). Each worker is an actor (`worker.RayWorker`) asking Ray for
+one CPU, and with `--device cuda` also `gpu_share` of a GPU; it loads torch and the models once
+and takes one job after another. A job's messages come back as a Ray streaming generator.
+
+A worker that dies mid-job (its process killed, its node lost) shows as a Ray system error on
+the job's next message: the job is reported `lost`, the actor is replaced by a new one, and the
+runner decides whether to try the job again. Ray's own task retries are off
+(max_task_retries=0), so every attempt is counted in the manifest.
+"""
+
+import collections
+import logging
+from typing import Any
+
+from ..errors import BackendError
+from ..interrupts import end_on_signals
+from .local import cpu_count
+from .worker import Job, Outcome, RayWorker
+
+
+class _Slot:
+    """One actor and what it is doing."""
+
+    def __init__(self, actor: Any):
+        self.actor = actor
+        self.label: str | None = None
+        self.job: Job | None = None
+
+
+class RayPool:
+    """Ray actors running the estimate option values `options`. `size`: how many (None:
+    what the cluster holds: its CPUs, or with CUDA its GPUs over `gpu_share`, at most `most`)."""
+
+    runner = "ray"
+
+    def __init__(self, address: str, size: int | None, options: dict[str, Any], gpu_share: float,
+                 most: int):
+        self.address = address
+        self.size = size
+        self._options = options
+        self._gpus = gpu_share if options.get("device") == "cuda" else 0.0
+        self._most = most
+        self._actor_class: Any = None
+        self._starting: dict[Any, _Slot] = {}  # ready() reference -> slot
+        self._running: dict[Any, _Slot] = {}  # job's message generator -> slot
+        self._idle: list[_Slot] = []
+        self._buffer: collections.deque = collections.deque()
+        self._ray: Any = None
+
+    def start(self) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise BackendError("bad_option", "--ray needs Ray, an optional part of the backend: "
+                                             "pip install 'ikol-backend[cluster]'.") from exc
+        self._ray = ray
+        settings: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+        if self.address == "local":
+            settings.update(address="local", num_cpus=cpu_count(), include_dashboard=False)
+        else:
+            settings.update(address=self.address)
+        try:
+            ray.init(**settings)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise BackendError("cluster_unavailable",
+                               f"Cannot reach the Ray cluster at {self.address}: {exc}") from exc
+        end_on_signals()  # ray.init installs handlers of its own
+        if self.size is None:
+            self.size = self._fitting(ray.cluster_resources())
+        self._actor_class = ray.remote(num_cpus=1, num_gpus=self._gpus, max_restarts=0,
+                                       max_task_retries=0)(RayWorker)
+        for _ in range(self.size):
+            self._spawn()
+
+    def _fitting(self, resources: dict[str, float]) -> int:
+        cpus = int(resources.get("CPU", 0))
+        if self._gpus:
+            gpus = int(resources.get("GPU", 0) / self._gpus + 1e-9)
+            if gpus == 0:
+                raise BackendError("bad_option", "--device cuda was asked for, but the Ray "
+                                                 "cluster has no GPU.")
+            cpus = min(cpus, gpus)
+        return max(1, min(cpus, self._most))
+
+    def _spawn(self) -> None:
+        slot = _Slot(self._actor_class.remote(self._options))
+        self._starting[slot.actor.ready.remote()] = slot
+
+    def idle(self) -> list[Any]:
+        return list(self._idle)
+
+    def submit(self, slot: _Slot, job: Job) -> None:
+        self._idle.remove(slot)
+        slot.job = job
+        generator = slot.actor.run.options(num_returns="streaming").remote(job)
+        self._running[generator] = slot
+
+    def next_message(self, timeout: float) -> dict[str, Any] | None:
+        """As LocalPool.next_message."""
+        ray = self._ray
+        if not self._buffer:
+            waiting = [*self._starting, *self._running]
+            if not waiting:
+                return None
+            ready, _ = ray.wait(waiting, num_returns=1, timeout=timeout)
+            for handle in ready:
+                message = self._take(handle)
+                if message is not None:
+                    self._buffer.append(message)
+        return self._buffer.popleft() if self._buffer else None
+
+    def _take(self, handle: Any) -> dict[str, Any] | None:
+        ray = self._ray
+        if handle in self._starting:
+            slot = self._starting.pop(handle)
+            try:
+                hello = ray.get(handle)
+            except ray.exceptions.RayError as exc:
+                raise BackendError("internal", f"A Ray batch worker died while starting: "
+                                               f"{_first_line(exc)}") from exc
+            if hello["kind"] == "ready":
+                slot.label = hello["worker"]
+                self._idle.append(slot)
+            return hello
+        slot = self._running[handle]
+        try:
+            message = ray.get(next(handle))
+        except StopIteration:  # ended without its `end` message: cannot happen, but be safe
+            message = {"kind": "end", "job": slot.job.key,
+                       "outcome": Outcome(False, code="internal", message="The job ended without a result.")}
+        except ray.exceptions.RayTaskError as exc:  # our code raised past its own handlers
+            message = {"kind": "end", "job": slot.job.key,
+                       "outcome": Outcome(False, code="internal", message=_first_line(exc))}
+        except ray.exceptions.RayError as exc:  # the actor, its process or its node died
+            return self._lost(handle, slot, exc)
+        if message["kind"] == "end":
+            del self._running[handle]
+            slot.job = None
+            self._idle.append(slot)
+        return {**message, "worker": slot.label}
+
+    def _lost(self, handle: Any, slot: _Slot, error: Exception) -> dict[str, Any]:
+        del self._running[handle]
+        try:
+            self._ray.kill(slot.actor, no_restart=True)
+        except Exception:  # already gone
+            pass
+        self._spawn()
+        return {"kind": "lost", "job": slot.job.key, "worker": slot.label,
+                "message": f"The Ray worker {slot.label} died: {_first_line(error)}"}
+
+    def close(self, interrupted: bool = False) -> None:
+        """End every actor and leave Ray (a private `local` Ray stops)."""
+        ray = self._ray
+        if ray is None:
+            return
+        for slot in [*self._starting.values(), *self._running.values(), *self._idle]:
+            try:
+                ray.kill(slot.actor, no_restart=True)
+            except Exception:
+                pass
+        ray.shutdown()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
