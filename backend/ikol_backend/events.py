@@ -17,12 +17,13 @@ class Events:
     def __init__(self, json_lines: bool, stream: TextIO | None = None):
         self.json_lines = json_lines
         self.stream = stream  # for people; None: sys.stderr at the time of writing
+        self.out: TextIO | None = None  # for JSON lines; None: sys.stdout at the time of writing
         self._bar_shown = False  # a progress bar is on the terminal's last line
         self._last_tenth = -1
 
     def emit(self, event: str, **fields: Any) -> None:
         if self.json_lines:
-            print(json.dumps({"event": event, **fields}), flush=True)
+            print(json.dumps({"event": event, **fields}), file=self.out, flush=True)
             return
         stream = self.stream or sys.stderr
         if event in ("progress", "batch_progress"):

@@ -10,6 +10,7 @@ cannot be written or another batch is using it, 130 when interrupted.
 import argparse
 import glob
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ def option_values(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace, events: Events) -> int:
     """The batch; returns the exit code (0 or 6; errors are raised)."""
     _check(args)
+    probe = _probe(args)
     suffix = f".{args.format}"
     expanded = expand(args.inputs, suffix)
     for warning in expanded.warnings:
@@ -85,9 +87,9 @@ def run(args: argparse.Namespace, events: Events) -> int:
     outdir = _output_folder(args.output)
     options = option_values(args)
     settings = settings_hash(options, suffix)
-    probe = _probe(args)
     manifest = Manifest(outdir)
     pool: Pool | None = None
+    events.out, sys.stdout = sys.stdout, sys.stderr  # stdout: our events only (Ray prints too)
     try:
         _remove_stale_temporaries(outdir, [item.output for item in expanded.inputs])
         runner = Runner(expanded.inputs, outdir, manifest, settings, args.retries, events)
@@ -105,6 +107,7 @@ def run(args: argparse.Namespace, events: Events) -> int:
         raise
     finally:
         manifest.close()
+        sys.stdout, events.out = events.out, None
     events.emit("result", path=str(manifest.path), summary={
         "inputs": len(expanded.inputs), "done": totals.done, "failed": totals.failed,
         "skipped": totals.skipped, "frames": totals.frames, "seconds": round(runner.seconds(), 3)})
