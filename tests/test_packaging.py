@@ -47,7 +47,7 @@ def test_every_third_party_import_of_the_backend_is_declared():
 
 
 def test_every_declared_package_is_pinned_for_the_tests():
-    pinned = {normalised(line.split("==")[0]) for line in
+    pinned = {normalised(re.split(r"[=\[]", line, maxsplit=1)[0]) for line in
               (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
               if "==" in line.split("#")[0]}
     assert declared() <= pinned

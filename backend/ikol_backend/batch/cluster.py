@@ -2,14 +2,16 @@
 
 `--ray ADDRESS`: `auto` (the cluster this machine belongs to, or RAY_ADDRESS), `HOST:PORT`
 (a head node's GCS address), `ray://HOST:PORT` (Ray Client) or `local` (a new private Ray on
-this machine, stopped at the end). Each worker is an actor (`worker.RayWorker`) asking Ray for
-one CPU, and with `--device cuda` also `gpu_share` of a GPU; it loads torch and the models once
-and takes one job after another. A job's messages come back as a Ray streaming generator.
+this machine, stopped at the end). Each worker is an actor (`worker.RayWorker`, two threads)
+asking Ray for one CPU, and with `--device cuda` also `gpu_share` of a GPU; it loads torch and
+the models once and takes one job after another. While a job runs, the coordinator keeps one
+`poll` call open on its actor for the job's messages (plain actor calls: Ray Client has no
+streaming generators); the job's result brings the rest, its `end` message last.
 
 A worker that dies mid-job (its process killed, its node lost) shows as a Ray system error on
-the job's next message: the job is reported `lost`, the actor is replaced by a new one, and the
-runner decides whether to try the job again. Ray's own task retries are off
-(max_task_retries=0), so every attempt is counted in the manifest.
+the job's result: the job is reported `lost`, the actor is replaced by a new one, and the
+runner decides whether to try the job again. Ray's own retries are off (max_restarts=0,
+max_task_retries=0), so every attempt is counted in the manifest.
 """
 
 import collections
@@ -21,9 +23,11 @@ from ..interrupts import end_on_signals
 from .local import cpu_count
 from .worker import Job, Outcome, RayWorker
 
+POLL_WAIT_S = 0.5  # a poll call returns after this long when the job has nothing to say
+
 
 class _Slot:
-    """One actor and what it is doing."""
+    """One actor and what it is doing: its job, the job's result and the open poll call."""
 
     def __init__(self, actor: Any):
         self.actor = actor
@@ -45,8 +49,8 @@ class RayPool:
         self._gpus = gpu_share if options.get("device") == "cuda" else 0.0
         self._most = most
         self._actor_class: Any = None
-        self._starting: dict[Any, _Slot] = {}  # ready() reference -> slot
-        self._running: dict[Any, _Slot] = {}  # job's message generator -> slot
+        self._slots: list[_Slot] = []
+        self._calls: dict[Any, tuple[str, _Slot, Job | None]] = {}  # reference -> what it is
         self._idle: list[_Slot] = []
         self._buffer: collections.deque = collections.deque()
         self._ray: Any = None
@@ -72,7 +76,7 @@ class RayPool:
         if self.size is None:
             self.size = self._fitting(ray.cluster_resources())
         self._actor_class = ray.remote(num_cpus=1, num_gpus=self._gpus, max_restarts=0,
-                                       max_task_retries=0)(RayWorker)
+                                       max_task_retries=0, max_concurrency=2)(RayWorker)
         for _ in range(self.size):
             self._spawn()
 
@@ -88,7 +92,8 @@ class RayPool:
 
     def _spawn(self) -> None:
         slot = _Slot(self._actor_class.remote(self._options))
-        self._starting[slot.actor.ready.remote()] = slot
+        self._slots.append(slot)
+        self._calls[slot.actor.ready.remote()] = ("ready", slot, None)
 
     def idle(self) -> list[Any]:
         return list(self._idle)
@@ -96,61 +101,66 @@ class RayPool:
     def submit(self, slot: _Slot, job: Job) -> None:
         self._idle.remove(slot)
         slot.job = job
-        generator = slot.actor.run.options(num_returns="streaming").remote(job)
-        self._running[generator] = slot
+        self._calls[slot.actor.run.remote(job)] = ("run", slot, job)
+        self._poll(slot, job)
+
+    def _poll(self, slot: _Slot, job: Job) -> None:
+        self._calls[slot.actor.poll.remote(POLL_WAIT_S)] = ("poll", slot, job)
 
     def next_message(self, timeout: float) -> dict[str, Any] | None:
         """As LocalPool.next_message."""
-        ray = self._ray
-        if not self._buffer:
-            waiting = [*self._starting, *self._running]
-            if not waiting:
-                return None
-            ready, _ = ray.wait(waiting, num_returns=1, timeout=timeout)
-            for handle in ready:
-                message = self._take(handle)
-                if message is not None:
-                    self._buffer.append(message)
+        if not self._buffer and self._calls:
+            ready, _ = self._ray.wait(list(self._calls), num_returns=1, timeout=timeout)
+            for reference in ready:
+                self._take(reference)
         return self._buffer.popleft() if self._buffer else None
 
-    def _take(self, handle: Any) -> dict[str, Any] | None:
+    def _take(self, reference: Any) -> None:
         ray = self._ray
-        if handle in self._starting:
-            slot = self._starting.pop(handle)
+        kind, slot, job = self._calls.pop(reference)
+        if kind == "ready":
             try:
-                hello = ray.get(handle)
+                hello = ray.get(reference)
             except ray.exceptions.RayError as exc:
                 raise BackendError("internal", f"A Ray batch worker died while starting: "
                                                f"{_first_line(exc)}") from exc
             if hello["kind"] == "ready":
                 slot.label = hello["worker"]
                 self._idle.append(slot)
-            return hello
-        slot = self._running[handle]
+            self._buffer.append(hello)
+            return
+        if kind == "poll":
+            try:
+                messages = ray.get(reference)
+            except ray.exceptions.RayError:
+                return  # the job's result tells what happened
+            if slot.job is job:
+                self._poll(slot, job)
+            self._buffer.extend({**message, "worker": slot.label} for message in messages)
+            return
         try:
-            message = ray.get(next(handle))
-        except StopIteration:  # ended without its `end` message: cannot happen, but be safe
-            message = {"kind": "end", "job": slot.job.key,
-                       "outcome": Outcome(False, code="internal", message="The job ended without a result.")}
+            messages = ray.get(reference)
         except ray.exceptions.RayTaskError as exc:  # our code raised past its own handlers
-            message = {"kind": "end", "job": slot.job.key,
-                       "outcome": Outcome(False, code="internal", message=_first_line(exc))}
+            messages = [{"kind": "end", "job": job.key,
+                         "outcome": Outcome(False, code="internal", message=_first_line(exc))}]
         except ray.exceptions.RayError as exc:  # the actor, its process or its node died
-            return self._lost(handle, slot, exc)
-        if message["kind"] == "end":
-            del self._running[handle]
-            slot.job = None
-            self._idle.append(slot)
-        return {**message, "worker": slot.label}
+            self._buffer.append(self._lost(slot, job, exc))
+            return
+        slot.job = None
+        self._idle.append(slot)
+        self._buffer.extend({**message, "worker": slot.label} for message in messages)
 
-    def _lost(self, handle: Any, slot: _Slot, error: Exception) -> dict[str, Any]:
-        del self._running[handle]
+    def _lost(self, slot: _Slot, job: Job, error: Exception) -> dict[str, Any]:
+        slot.job = None
+        self._slots.remove(slot)
+        for reference in [ref for ref, (_, owner, _) in self._calls.items() if owner is slot]:
+            del self._calls[reference]
         try:
             self._ray.kill(slot.actor, no_restart=True)
         except Exception:  # already gone
             pass
         self._spawn()
-        return {"kind": "lost", "job": slot.job.key, "worker": slot.label,
+        return {"kind": "lost", "job": job.key, "worker": slot.label,
                 "message": f"The Ray worker {slot.label} died: {_first_line(error)}"}
 
     def close(self, interrupted: bool = False) -> None:
@@ -158,7 +168,7 @@ class RayPool:
         ray = self._ray
         if ray is None:
             return
-        for slot in [*self._starting.values(), *self._running.values(), *self._idle]:
+        for slot in self._slots:
             try:
                 ray.kill(slot.actor, no_restart=True)
             except Exception:

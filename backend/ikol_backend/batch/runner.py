@@ -163,10 +163,15 @@ class Runner:
                     f"Worker {message['worker']} runs ikol-backend {message.get('version')}, "
                     f"this one is {__version__}: results may differ."))
             return None
-        attempt = self._running.get(message["job"])
-        if attempt is None:
+        item = self.inputs[message["job"]]
+        if kind == "warning":  # also one that arrives after its job's end (Ray)
+            fields = {key: value for key, value in message.items()
+                      if key not in ("kind", "job", "worker")}
+            self.events.emit("warning", input=str(item.path), **fields)
             return None
-        item = self.inputs[attempt.job.key]
+        attempt = self._running.get(message["job"])
+        if attempt is None:  # a late message of a job that ended
+            return None
         attempt.worker = message.get("worker") or attempt.worker
         if kind == "start":
             attempt.frames_total = message["frames"]
@@ -176,10 +181,6 @@ class Runner:
         elif kind == "progress":
             attempt.frames_done = message["done"]
             attempt.frames_total = max(attempt.frames_total, message["total"])
-        elif kind == "warning":
-            fields = {key: value for key, value in message.items()
-                      if key not in ("kind", "job", "worker")}
-            self.events.emit("warning", input=str(item.path), **fields)
         elif kind == "end":
             del self._running[attempt.job.key]
             self._finish(attempt, item, message["outcome"])

@@ -26,10 +26,9 @@ import queue
 import signal
 import socket
 import sys
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,29 +141,37 @@ def start(option_values: dict[str, Any], threads: int | None) -> tuple[WorkerCor
 
 
 class RayWorker:
-    """A batch worker as a Ray actor (`batch.cluster` wraps it with `ray.remote`)."""
+    """A batch worker as a Ray actor (`batch.cluster` wraps it with `ray.remote`, with two
+    threads: `run` works while `poll` hands out the job's messages so far)."""
 
     def __init__(self, option_values: dict[str, Any]):
         self.core, self.hello = start(option_values, None)  # Ray sets the threads per CPU asked
+        self.messages: queue.SimpleQueue = queue.SimpleQueue()
 
     def ready(self) -> dict[str, Any]:
         return self.hello
 
-    def run(self, job: Job) -> Iterator[dict[str, Any]]:
-        """A job's messages, as a Ray streaming generator: the job runs in a thread and its
-        messages are yielded as they come, the `end` message last."""
-        messages: queue.SimpleQueue = queue.SimpleQueue()
+    def run(self, job: Job) -> list[dict[str, Any]]:
+        """The job; its messages not yet polled, the `end` message last."""
         assert self.core is not None, "a refused worker is given no jobs"
+        outcome = self.core.run(job, self.messages.put)
+        return [*self._drain(), {"kind": "end", "job": job.key, "outcome": outcome}]
 
-        def work() -> None:
-            messages.put({"kind": "end", "job": job.key, "outcome": self.core.run(job, messages.put)})
+    def poll(self, wait_s: float) -> list[dict[str, Any]]:
+        """The messages of the running job so far, waiting up to `wait_s` for the first."""
+        try:
+            first = self.messages.get(timeout=wait_s)
+        except queue.Empty:
+            return []
+        return [first, *self._drain()]
 
-        threading.Thread(target=work, name=f"job-{job.key}", daemon=True).start()
+    def _drain(self) -> list[dict[str, Any]]:
+        taken = []
         while True:
-            message = messages.get()
-            yield message
-            if message["kind"] == "end":
-                return
+            try:
+                taken.append(self.messages.get_nowait())
+            except queue.Empty:
+                return taken
 
 
 def main() -> None:
