@@ -1,0 +1,40 @@
+"""bench/batch.py runs end to end and prints its table (no assertion on speed)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from batch import parse_arguments, table  # noqa: E402
+
+
+def test_batch_bench_prints_its_table(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "batch.py"), "--clips", "2", "--frames", "2",
+         "--resolution", "320x240", "--runs", "loop", "workers=1", "--clips-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "2 clips of 2 frames at 320x240" in done.stdout
+    assert "| loop | 1 | " in done.stdout and "| workers=1 | 1 | " in done.stdout
+    assert "median start-up" in done.stdout
+
+
+def test_the_table_checks_the_saving_against_the_start_ups_saved() -> None:
+    results = [{"run": "loop", "wall_s": 100.0, "startup_s": 4.0},
+               {"run": "workers=2", "wall_s": 30.0, "workers": 2},
+               {"run": "ray=local", "wall_s": 50.0, "workers": 2}]
+    rows = table(results, 16).splitlines()
+    assert rows[2].startswith("| loop | 1 | 100.0 | 0.160 | 1.00 |")
+    assert rows[3] == "| workers=2 | 2 | 30.0 | 0.533 | 3.33 | 70.0 | 60.0 | yes |"
+    assert rows[4] == "| ray=local | 2 | 50.0 | 0.320 | 2.00 | 50.0 | 60.0 | no |"
+
+
+def test_runs_are_checked() -> None:
+    assert parse_arguments(["--runs", "loop", "workers=3", "ray=auto"]).runs == [
+        "loop", "workers=3", "ray=auto"]
+    with pytest.raises(SystemExit):
+        parse_arguments(["--runs", "threads=2"])
