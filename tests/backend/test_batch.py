@@ -288,3 +288,75 @@ def test_on_ray_a_worker_killed_mid_clip_is_retried_and_the_outputs_match_estima
     for name, reference in references.items():
         assert_same_motion(outdir / f"{name}.npz", reference)
     assert sorted(p.name for p in outdir.iterdir()) == ["long.npz", "manifest.jsonl", "short.npz"]
+
+
+# --- Retries, with a stand-in pool whose worker always dies ---------------------------------
+
+class _DyingPool:
+    """One worker that is ready at once and dies on every job."""
+
+    runner, size = "local", 1
+
+    def __init__(self) -> None:
+        self.messages = [{"kind": "ready", "worker": "here:1", "version": "0.1.0"}]
+        self.free = ["here:1"]
+
+    def idle(self) -> list[str]:
+        return list(self.free)
+
+    def submit(self, worker: str, job) -> None:
+        self.free.remove(worker)
+        self.messages.append({"kind": "lost", "job": job.key, "worker": worker,
+                              "message": "The worker process here:1 died (killed by signal 9)."})
+
+    def next_message(self, timeout: float) -> dict | None:
+        if not self.messages:
+            return None
+        message = self.messages.pop(0)
+        if message["kind"] == "lost":
+            self.free.append("here:1")  # replaced
+        return message
+
+
+def test_a_clip_whose_worker_always_dies_is_tried_retries_plus_one_times(tmp_path: Path):
+    from ikol_backend.batch.runner import Runner
+    from ikol_backend.events import Events
+
+    manifest = Manifest(tmp_path)
+    try:
+        runner = Runner(output_names([Path("/in/a.mp4")]), tmp_path, manifest, "s", 2,
+                        Events(json_lines=False))
+        jobs, skipped = runner.pending()
+        totals = runner.run(jobs, skipped, _DyingPool(), "local")
+    finally:
+        manifest.close()
+    lines = manifest_lines(tmp_path)
+    assert [(line["attempt"], line["status"], line["error"]["code"], line["retry"])
+            for line in lines] == [(1, "failed", "worker_lost", True),
+                                   (2, "failed", "worker_lost", True),
+                                   (3, "failed", "worker_lost", False)]
+    assert "Trying again (attempt 2 of 3)" in lines[0]["error"]["message"]
+    assert (totals.done, totals.failed) == (0, 1)
+
+
+def test_for_people_a_line_per_input_and_a_bar_over_inputs_and_frames():
+    import io
+
+    from ikol_backend.events import Events
+
+    stream = io.StringIO()
+    events = Events(json_lines=False, stream=stream)
+    events.emit("batch_start", inputs=3, pending=2, skipped=1, workers=2, runner="local",
+                settings="abc", manifest="/o/manifest.jsonl")
+    events.emit("input_end", input="/in/b.mp4", output="b.npz", status="failed", attempt=1,
+                error={"code": "input_unreadable", "message": "Cannot open video: /in/b.mp4"})
+    events.emit("batch_progress", inputs_done=2, inputs=3, frames_done=40, frames_total=80,
+                frames_per_s=20.0)
+    events.emit("result", path="/o/manifest.jsonl", summary={
+        "inputs": 3, "done": 1, "failed": 1, "skipped": 1, "frames": 80, "seconds": 4.0})
+    assert stream.getvalue().splitlines() == [
+        "ikol-backend batch: 3 input(s), 1 up to date, 2 to do on 2 local worker(s); settings abc",
+        "failed: /in/b.mp4: Cannot open video: /in/b.mp4",
+        "[####################..........] 2/3 inputs, 40/80 frames, 20.0 frames/s",
+        "Batch: 1 done, 1 failed, 1 skipped of 3 input(s), 80 frame(s) in 4.0 s. "
+        "Manifest: /o/manifest.jsonl"]
