@@ -24,17 +24,20 @@ def test_batch_bench_prints_its_table(tmp_path: Path) -> None:
 
 
 def test_the_table_checks_the_saving_against_the_start_ups_saved() -> None:
-    results = [{"run": "loop", "wall_s": 100.0, "startup_s": 4.0},
+    results = [{"run": "loop", "wall_s": 120.0, "startup_s": 4.0},
+               {"run": "loop1", "wall_s": 100.0, "startup_s": 4.0},
                {"run": "workers=2", "wall_s": 30.0, "workers": 2},
                {"run": "ray=local", "wall_s": 50.0, "workers": 2}]
     rows = table(results, 16).splitlines()
-    assert rows[2].startswith("| loop | 1 | 100.0 | 0.160 | 1.00 |")
-    assert rows[3] == "| workers=2 | 2 | 30.0 | 0.533 | 3.33 | 70.0 | 60.0 | yes |"
-    assert rows[4] == "| ray=local | 2 | 50.0 | 0.320 | 2.00 | 50.0 | 60.0 | no |"
+    assert rows[0] == ("| run | workers | wall s | clips/s | × loop | × loop1 | s saved vs loop1 | "
+                       "start-up saved s | beats loop1 by the start-up saved |")
+    assert rows[2] == "| loop | 1 | 120.0 | 0.133 | 1.00 | 0.83 |  |  |  |"
+    assert rows[4] == "| workers=2 | 2 | 30.0 | 0.533 | 4.00 | 3.33 | 70.0 | 60.0 | yes |"
+    assert rows[5] == "| ray=local | 2 | 50.0 | 0.320 | 2.40 | 2.00 | 50.0 | 60.0 | no |"
 
 
 def test_runs_are_checked() -> None:
-    assert parse_arguments(["--runs", "loop", "workers=3", "ray=auto"]).runs == [
-        "loop", "workers=3", "ray=auto"]
+    assert parse_arguments(["--runs", "loop", "loop1", "workers=3", "ray=auto"]).runs == [
+        "loop", "loop1", "workers=3", "ray=auto"]
     with pytest.raises(SystemExit):
         parse_arguments(["--runs", "threads=2"])
