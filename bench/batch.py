@@ -160,7 +160,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_arguments(argv)
     size = parse_resolution(args.resolution)
-    print(f"Machine: {machine()}")
+    where = machine()
+    print(f"Machine: {where}")
     print(f"{args.clips} clips of {args.frames} frames at {size[0]}x{size[1]}\n", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="ikol-bench-batch-") as work:
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{run}: {result['wall_s']:.1f} s", file=sys.stderr, flush=True)
     print(table(results, args.clips))
     if args.json:
-        print(json.dumps({"machine": machine(), "clips": args.clips, "frames": args.frames,
+        print(json.dumps({"machine": where, "clips": args.clips, "frames": args.frames,
                           "resolution": list(size), "results": results}, indent=2))
 
 
