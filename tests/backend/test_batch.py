@@ -190,8 +190,7 @@ def test_sigterm_mid_batch_keeps_finished_outputs_leaves_no_partial_file_and_res
     for line in process.stdout:
         seen.append(json.loads(line))
         if seen[-1]["event"] == "input_start" and seen[-1]["input"].endswith("long.mp4"):
-            time.sleep(0.3)  # into the clip
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)  # the worker has just opened the clip
             break
     code, events = finish(process)
     assert code == 130 and events[-1]["code"] == "interrupted"
