@@ -30,10 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="report progress as JSON lines on stdout")
     estimate.set_defaults(run=_run_estimate)
 
+    from .batch.command import add_parser as add_batch
     from .body.export import add_parser as add_body
     from .doctor import add_parser as add_doctor
     from .ik.benchmark import add_parser as add_bench_ik
 
+    add_batch(commands)
     add_body(commands)
     add_doctor(commands)
     add_bench_ik(commands)
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         events = Events(json_lines=getattr(args, "events", False))
-        args.run(args, events)
+        code = args.run(args, events)  # a command may return its own exit code (batch: 6)
     except BackendError as exc:
         events.emit("error", code=exc.code, message=exc.message)
         return exc.exit_code
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         events.emit("error", code="internal", message=f"{type(exc).__name__}: {exc}")
         return EXIT_INTERNAL
-    return 0
+    return code or 0
 
 
 def console_main() -> None:

@@ -7,6 +7,7 @@ EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 EXIT_NO_PERSON = 4
 EXIT_OUTPUT = 5
+EXIT_SOME_FAILED = 6  # batch: some inputs failed (each recorded in the manifest)
 EXIT_INTERRUPTED = 130
 
 _EXIT_BY_CODE = {
@@ -18,6 +19,8 @@ _EXIT_BY_CODE = {
     "bad_option": EXIT_USAGE,
     "no_person": EXIT_NO_PERSON,
     "output_unwritable": EXIT_OUTPUT,
+    "output_busy": EXIT_OUTPUT,
+    "cluster_unavailable": EXIT_USAGE,
     "model_invalid": EXIT_BAD_INPUT,
     "checkpoint_invalid": EXIT_BAD_INPUT,
     "body_unavailable": EXIT_BAD_INPUT,

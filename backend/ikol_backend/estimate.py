@@ -57,6 +57,22 @@ KEYPOINT_NOISE = 0.01  # 2D keypoint noise as a fraction of the image's long sid
 NETWORK_BATCH = {"cuda": 64, "cpu": 8}
 
 
+@dataclasses.dataclass
+class Motion:
+    """What `estimate_motion` found: the motion file's arrays, frame counts and the seconds
+    spent per stage (decode, landmarks, network, ik; the writer adds write)."""
+
+    arrays: dict[str, np.ndarray]
+    frames: int
+    valid_frames: int
+    seconds: dict[str, float]
+
+    def summary(self) -> dict:
+        """The `result` event's summary."""
+        return {"frames": self.frames, "valid_frames": self.valid_frames,
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+
+
 def estimate(
     inputs: Sequence[Path], output: Path, events: Events, options: EstimateOptions = EstimateOptions()
 ) -> dict:
@@ -64,20 +80,42 @@ def estimate(
 
     Returns the summary also sent with the `result` event.
     """
-    frames = FrameRange(options.start, options.stop, options.stride)  # the first usage check
     _check_options(options)
     check_output(output)
+    motion = estimate_motion(inputs, events, options)
+    began = time.perf_counter()
+    write_motion(output, motion.arrays)
+    motion.seconds["write"] = time.perf_counter() - began
+    summary = motion.summary()
+    events.emit("result", path=str(output), summary=summary)
+    return summary
+
+
+def check_options(options: EstimateOptions) -> torch.device:
+    """The usage errors `estimate` reports before any work, and the torch device."""
+    _check_options(options)
+    return _device(options.device)
+
+
+def estimate_motion(inputs: Sequence[Path], events: Events, options: EstimateOptions,
+                    network: IkolNetFrontEnd | None = None) -> Motion:
+    """Everything `estimate` does but writing the file: the motion's arrays from the inputs.
+
+    Emits `start`, `progress` and `warning` events (not `result`). `network`: an IKOL network
+    front end already loaded for these options (a batch worker keeps one), else it is loaded
+    here when `options.front_end` is "ikol".
+    """
+    _check_options(options)
     device = _device(options.device)
     body = load_smpl(options.smpl) if options.smpl is not None else default_skeleton()
     clock = _StageClock()
     with clock("decode"):
-        source = open_source(inputs, frames)  # checks every input before models load
-    network = None
-    if options.front_end == "ikol":
+        source = open_source(inputs, FrameRange(options.start, options.stop, options.stride))
+    if options.front_end == "ikol" and network is None:
         with clock("network"):
-            network = IkolNetFrontEnd(options.checkpoint, device, half=options.half,
-                                      flip_test=options.flip_test, reference_body=body,
-                                      batch_size=NETWORK_BATCH[device.type])
+            network = load_network(options, device, body)
+    elif options.front_end != "ikol":
+        network = None
     is_video = source.fps is not None
     total = source.frame_count or 0
     events.emit("start", frames=total, front_end=options.front_end, device=device.type)
@@ -142,8 +180,8 @@ def estimate(
         arrays = _solve(body, prepared, solved, camera, device, frame_rate if is_video else None,
                         options.smooth)
 
-    with clock("write"):
-        write_motion(output, {
+    return Motion(
+        arrays={
             **arrays,
             "gender": np.array(body.gender),
             "mocap_framerate": np.float64(frame_rate),
@@ -155,14 +193,19 @@ def estimate(
             "source": np.array(str(inputs[0]) if len(inputs) == 1 else str(Path(inputs[0]).parent)),
             "body_model": np.array(body.name),
             "front_end": np.array(options.front_end),
-        })
-    summary = {
-        "frames": len(valid),
-        "valid_frames": int(sum(valid)),
-        "seconds": {k: round(v, 3) for k, v in clock.seconds.items()},
-    }
-    events.emit("result", path=str(output), summary=summary)
-    return summary
+        },
+        frames=len(valid), valid_frames=int(sum(valid)), seconds=dict(clock.seconds),
+    )
+
+
+def load_network(options: EstimateOptions, device: torch.device,
+                 body: BodyModel | None = None) -> IkolNetFrontEnd:
+    """The IKOL network front end for `options` (its checkpoint, precision, flip test)."""
+    if body is None:
+        body = load_smpl(options.smpl) if options.smpl is not None else default_skeleton()
+    return IkolNetFrontEnd(options.checkpoint, device, half=options.half,
+                           flip_test=options.flip_test, reference_body=body,
+                           batch_size=NETWORK_BATCH[device.type])
 
 
 class _StageClock:
@@ -187,6 +230,7 @@ def _full_resolution(marks: PoseLandmarks, scale: float) -> PoseLandmarks:
 
 def _check_options(options: EstimateOptions) -> None:
     """Usage errors, before anything is read."""
+    FrameRange(options.start, options.stop, options.stride)  # raises on a bad range
     if options.focal_px is not None and not MIN_FOCAL_PX <= options.focal_px <= MAX_FOCAL_PX:
         raise BackendError("bad_camera", f"--focal must be a number of pixels from {MIN_FOCAL_PX:g} "
                                          f"to {MAX_FOCAL_PX:,.0f}, not {options.focal_px:g}")

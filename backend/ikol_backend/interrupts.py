@@ -49,7 +49,9 @@ def exit_interrupted(events_requested: bool) -> None:
     ignore_signals()
     from .events import Events  # standard library only
 
-    Events(json_lines=events_requested).emit("error", code="interrupted", message="Interrupted.")
+    events = Events(json_lines=events_requested)
+    events.out = sys.__stdout__  # the process's stdout, also where a batch points sys.stdout away
+    events.emit("error", code="interrupted", message="Interrupted.")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(EXIT_INTERRUPTED)

@@ -21,7 +21,7 @@ from ..errors import BackendError
 from ..events import Events
 from .tree import NUM_BETAS, NUM_JOINTS
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch loads only when a body is made, not with the command line
     from .model import BodyModel
 
 OPEN_BODY_NAME = "anny"
@@ -45,7 +45,7 @@ def body_arrays(smpl: Path | None, betas: np.ndarray, pose_correctives: bool = F
     from .default_skeleton import default_skeleton
     from .smpl_file import load_smpl
 
-    model: BodyModel = load_smpl(smpl) if smpl is not None else default_skeleton()
+    model: "BodyModel" = load_smpl(smpl) if smpl is not None else default_skeleton()
     shape = torch.tensor(betas, dtype=torch.float32).unsqueeze(0)
     arrays: dict[str, Any] = {
         "rest_joints": model.rest_points(shape)[0, :NUM_JOINTS].numpy().astype(np.float32),

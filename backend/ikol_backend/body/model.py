@@ -9,9 +9,7 @@ import roma
 import torch
 
 from .kinematics import forward_kinematics
-from .tree import PARENTS
-
-from .tree import NUM_BETAS  # noqa: F401  (its home before; kept importable from here)
+from .tree import NUM_BETAS, PARENTS  # noqa: F401  (NUM_BETAS: also imported from here)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ LEAF_PARENTS: tuple[int, ...] = (15, 22, 23, 10, 11)
 NUM_JOINTS = len(JOINT_NAMES)  # 24
 NUM_BETAS = 10  # shape parameters of the body models (SMPL's betas, the default skeleton's)
 NUM_POINTS = NUM_JOINTS + len(LEAF_NAMES)  # 29
+NUM_BETAS = 10  # body shape parameters
 POINT_PARENTS: tuple[int, ...] = PARENTS + LEAF_PARENTS
 
 
