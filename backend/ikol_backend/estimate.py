@@ -132,8 +132,10 @@ def estimate_motion(inputs: Sequence[Path], events: Events, options: EstimateOpt
     valid: list[bool] = []
     began = time.perf_counter()
     frames = iter(source)
+    # Photos get a second, mirrored look (MirroredPass); a clip gets its neighbouring frames
+    # instead: there the mirrored pass halved the speed and changed no measure (docs/accuracy.md).
     with BlazePose() as detector, (BlazePose(video=True) if is_video else nullcontext()) as follower, \
-            MirroredPass(video=is_video) as mirror:
+            (nullcontext() if is_video else MirroredPass()) as mirror:
         tracker = PersonTracker(detector, options.person, video=follower)
         while True:
             with clock("decode"):
@@ -143,7 +145,7 @@ def estimate_motion(inputs: Sequence[Path], events: Events, options: EstimateOpt
             with clock("landmarks"):
                 small, scale = downscaled(frame.rgb)
                 marks = tracker.track(small)
-                if marks is not None:
+                if marks is not None and mirror is not None:
                     marks = mirror.averaged(small, marks)
             valid.append(marks is not None)
             if marks is None:

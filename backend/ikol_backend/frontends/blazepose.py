@@ -87,11 +87,11 @@ class MirroredPass:
     so their mean is closer to the person (measured on the rendered set, docs/accuracy.md). The
     mirrored pass must find the same person: where its landmarks disagree with the first pass
     by more than MIRROR_AGREEMENT of the person's size (another person, a miss), the first pass
-    is kept. Use as a context manager; `video` as for BlazePose (one clip, frames in order).
+    is kept. Use as a context manager.
     """
 
-    def __init__(self, video: bool = False):
-        self._pose = BlazePose(video=video)
+    def __init__(self):
+        self._pose = BlazePose()
 
     def __enter__(self) -> "MirroredPass":
         return self
