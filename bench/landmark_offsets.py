@@ -42,14 +42,13 @@ LIMB_ORDER = [f"{side}_{joint}" for joint in JOINTS for side in SIDES]
 PARAMETERS = [(j, k) for j in TORSO_OFFSETS for k in range(3)] + [(j, 0) for j in LIMB_OFFSETS]
 
 
-def landmarks(media: Path) -> tuple[PoseLandmarks | None, int]:
+def landmarks(media: Path, detector: BlazePose, mirror: MirroredPass) -> tuple[PoseLandmarks | None, int]:
     """BlazePose on one still as `estimate` sees it; (landmarks at full resolution, height)."""
     frame = next(iter(open_source([media])))
     small, scale = downscaled(frame.rgb)
-    with BlazePose() as detector, MirroredPass() as mirror:
-        marks = detector.detect(small)
-        if marks is not None:
-            marks = mirror.averaged(small, marks)
+    marks = detector.detect(small)
+    if marks is not None:
+        marks = mirror.averaged(small, marks)
     if marks is None:
         return None, frame.rgb.shape[0]
     return PoseLandmarks(marks.world, marks.image / scale, marks.visibility), frame.rgb.shape[0]
@@ -95,11 +94,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def observe(names: list[str]) -> list[tuple[PoseLandmarks, np.ndarray, int]]:
         seen = []
-        for name in names:
-            item = accuracy.load_item(*accuracy.item_paths(cache, name), name=name)
-            marks, height = landmarks(item.media)
-            if marks is not None:
-                seen.append((marks, item.joints_2d[0], height))
+        with BlazePose() as detector, MirroredPass() as mirror:
+            for name in names:
+                item = accuracy.load_item(*accuracy.item_paths(cache, name), name=name)
+                marks, height = landmarks(item.media, detector, mirror)
+                if marks is not None:
+                    seen.append((marks, item.joints_2d[0], height))
         return seen
 
     train, test = observe(calibration), observe(measured)

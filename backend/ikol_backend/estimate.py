@@ -80,7 +80,7 @@ def estimate(
 
     Returns the summary also sent with the `result` event.
     """
-    _check_options(options)
+    check_options(options)
     check_output(output)
     motion = estimate_motion(inputs, events, options)
     began = time.perf_counter()
@@ -103,19 +103,18 @@ def estimate_motion(inputs: Sequence[Path], events: Events, options: EstimateOpt
 
     Emits `start`, `progress` and `warning` events (not `result`). `network`: an IKOL network
     front end already loaded for these options (a batch worker keeps one), else it is loaded
-    here when `options.front_end` is "ikol".
+    here when `options.front_end` is "ikol". The caller has checked `options` (`check_options`).
     """
-    _check_options(options)
     device = _device(options.device)
     body = load_smpl(options.smpl) if options.smpl is not None else default_skeleton()
     clock = _StageClock()
     with clock("decode"):
         source = open_source(inputs, FrameRange(options.start, options.stop, options.stride))
-    if options.front_end == "ikol" and network is None:
+    if options.front_end != "ikol":
+        network = None
+    elif network is None:
         with clock("network"):
             network = load_network(options, device, body)
-    elif options.front_end != "ikol":
-        network = None
     is_video = source.fps is not None
     total = source.frame_count or 0
     events.emit("start", frames=total, front_end=options.front_end, device=device.type)
