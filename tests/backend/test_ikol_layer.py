@@ -100,6 +100,28 @@ def test_same_numbers_as_autograd_jacobian(body: BodyModel, mode: str) -> None:
                                reference_jacobian(problem, theta, pose), atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("leaves", ["given", "swung"])
+def test_plane_turn_columns_equal_autograd(body: BodyModel, leaves: str) -> None:
+    """Two-degree-of-freedom swings: the Jacobian with respect to swing angles and plane turns,
+    at random angles and turns, equals autograd's."""
+    case = make_case(body, 8, 20.0, seed=6, dtype=F64)
+    problem = SwingProblem.build(body, case.targets, case.betas, case.twist,
+                                 case.leaf if leaves == "given" else None)
+    generator = torch.Generator().manual_seed(7)
+    theta = problem.aim() + 0.3 * torch.randn(problem.zero_swing().shape, generator=generator, dtype=F64)
+    plane = 0.5 * torch.randn(theta.shape, generator=generator, dtype=F64)
+
+    def summed(angles: torch.Tensor) -> torch.Tensor:
+        k = theta.shape[1]
+        return problem.residual(problem.pose(angles[:, :k], angles[:, k:])).sum(0)
+
+    expected = torch.autograd.functional.jacobian(summed, torch.cat([theta, plane], 1)).permute(1, 0, 2)
+    ours = closed_form_jacobian(problem, theta, problem.pose(theta, plane), plane_columns=True)
+    torch.testing.assert_close(ours, expected, atol=1e-10, rtol=0)
+    # Without plane turns the swing columns are the one-degree-of-freedom layer's.
+    torch.testing.assert_close(problem.pose(theta, torch.zeros_like(theta)).points, problem.pose(theta).points)
+
+
 def _network_inputs(body: BodyModel, noise_mm: float) -> tuple[torch.Tensor, ...]:
     case = make_case(body, 2, noise_mm, seed=5, dtype=F64)
     return tuple(x.clone().requires_grad_(True) for x in (case.targets, case.betas, case.twist, case.leaf))

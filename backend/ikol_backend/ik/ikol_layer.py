@@ -279,8 +279,9 @@ class SwingPose:
     points: torch.Tensor  # (B, 29, 3)
     slot_local: torch.Tensor  # (B, C, S, 3, 3) local rotation of each slot's joint
     angle: torch.Tensor  # (B, C, S) swing angle per slot (0 where no unknown)
+    plane_turn: torch.Tensor  # (B, C, S) turn of each swing's plane about its rest bone
     parent_global: torch.Tensor  # (B, C, S, 3, 3) global rotation of each slot's parent
-    axis: torch.Tensor  # (B, C, S, 3) unit swing axis, parent frame
+    axis: torch.Tensor  # (B, C, S, 3) unit swing axis (its plane turned), parent frame
     cross_norm: torch.Tensor  # (B, C, S, 1) |t x p|
     carried: torch.Tensor  # (B, C, S, 3) target child bone p in the parent frame
     child_bone: torch.Tensor  # (B, C, S, 3) posed bone from each slot's joint to its child
@@ -379,13 +380,23 @@ class SwingProblem:
         """
         return self.pose(None).swing
 
-    def pose(self, theta: torch.Tensor | None) -> SwingPose:
-        """Forward kinematics at swing angles theta (B, K); None aims every bone (see `aim`)."""
+    def pose(self, theta: torch.Tensor | None, plane_turn: torch.Tensor | None = None) -> SwingPose:
+        """Forward kinematics at swing angles theta (B, K); None aims every bone (see `aim`).
+
+        plane_turn: (B, K) turns each swing's plane about its rest bone (radians, right-handed
+        about t): the axis n = normalise(t x p) becomes cos(a) n + sin(a) t^ x n, so that swing
+        angle and plane turn together reach any direction of the bone (a two-degree-of-freedom
+        swing). None: the planes of the rest and target bones (a = 0), as in the paper.
+        """
         batch = self.targets.shape[0]
         chains, steps = self.unknown.shape
-        if theta is not None:
+
+        def per_slot(columns: torch.Tensor) -> torch.Tensor:
             slots = self.targets.new_zeros(batch, chains * steps)
-            slot_angle = slots.index_copy(1, self.tables.column_slot, theta).view(batch, chains, steps)
+            return slots.index_copy(1, self.tables.column_slot, columns).view(batch, chains, steps)
+
+        slot_angle = None if theta is None else per_slot(theta)
+        slot_turn = self.targets.new_zeros(batch, chains, steps) if plane_turn is None else per_slot(plane_turn)
         frame = self.base
         first_bone = (frame @ self.first_rest.unsqueeze(-1)).squeeze(-1)
         frames, locals_, bones, axes, norms, carried_all, angles = [], [], [], [], [], [], []
@@ -395,7 +406,11 @@ class SwingProblem:
             cross = torch.linalg.cross(rest, carried)
             cross_norm = cross.norm(dim=-1, keepdim=True).clamp_min(_AXIS_EPS)
             axis = cross / cross_norm
-            if theta is None:
+            if plane_turn is not None:
+                turn = slot_turn[:, :, s].unsqueeze(-1)
+                along = torch.nn.functional.normalize(rest, dim=-1)
+                axis = turn.cos() * axis + turn.sin() * torch.linalg.cross(along, axis)
+            if slot_angle is None:
                 dot = (rest * carried).sum(-1, keepdim=True)
                 angle = torch.atan2(cross_norm, dot) * self.unknown[:, s].unsqueeze(-1)
             else:
@@ -417,6 +432,7 @@ class SwingProblem:
             points=torch.cat([torch.zeros_like(points[:, :1]), points], 1),
             slot_local=_stack(locals_),
             angle=angle,
+            plane_turn=slot_turn,
             parent_global=_stack(frames),
             axis=_stack(axes),
             cross_norm=_stack(norms),
@@ -470,50 +486,66 @@ def gauss_newton(
     return pose
 
 
-def closed_form_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: SwingPose) -> torch.Tensor:
-    """(B, 3P, K) derivative of the posed target points with respect to the swing angles.
+def closed_form_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: SwingPose,
+                         plane_columns: bool = False) -> torch.Tensor:
+    """(B, 3P, K) derivative of the posed target points with respect to the swing angles;
+    (B, 3P, 2K) with `plane_columns`: then also with respect to the plane turns (`pose`).
 
     Walks down the chains with each joint's spatial angular velocity w (3 x S per chain: one
-    column per step's swing angle; dG = [w]x G). For a slot with parent rotation G_q, axis n,
-    angle theta, rest bone t and carried target bone p:
-        w = w_q + G_q (sin(theta) dn + (1 - cos(theta)) n x dn) + G_q n e_s,
-        dn = (I - n n^T) (t x (p x G_q^T w_q)) / |t x p|,
-    the middle term being how the swing moves when its axis follows the parent; it vanishes
-    where theta = 0 (given leaf rotations). The chains start from fixed joints (w = 0). A
-    point's velocity is the sum of w x (posed bone) over the slots above it in its chain, plus
-    the velocity of the fixed joint its chain hangs from (spine3 moves rigidly with the spine).
+    column per step's swing angle, and one per step's plane turn; dG = [w]x G). For a slot
+    with parent rotation G_q, axis n (its plane turned by a about the rest bone t), angle
+    theta and carried target bone p, a change dn of the axis turns the joint by
+    R dn = sin(theta) dn + (1 - cos(theta)) n x dn, so
+        w = w_q + G_q R dn + G_q n e_theta + G_q R (t^ x n) e_a,
+        dn = R_t(a) (I - n0 n0^T) (t x (p x G_q^T w_q)) / |t x p|   (n0: the unturned axis),
+    the dn term being how the swing moves when its axis follows the parent; it vanishes where
+    theta = 0 (given leaf rotations). The chains start from fixed joints (w = 0). A point's
+    velocity is the sum of w x (posed bone) over the slots above it in its chain, plus the
+    velocity of the fixed joint its chain hangs from (spine3 moves rigidly with the spine).
     """
     batch = theta.shape[0]
     chains, steps = problem.unknown.shape
     eye = torch.eye(3, dtype=theta.dtype, device=theta.device)
-    seed = (pose.parent_global @ pose.axis.unsqueeze(-1)).squeeze(-1) * problem.unknown.unsqueeze(-1)
+    # R = sin (I - n n^T) + (1 - cos) [n]x maps a change of the axis to the joint's turn.
+    sin, cos = pose.angle.sin()[..., None, None], pose.angle.cos()[..., None, None]
+    axis = pose.axis
+    rotate = sin * (eye - axis.unsqueeze(-1) * axis.unsqueeze(-2)) + (1 - cos) * skew(axis)
+    unknown = problem.unknown[..., None]
+    seeds = [(pose.parent_global @ axis.unsqueeze(-1)).squeeze(-1) * unknown]
+    along = torch.nn.functional.normalize(problem.child_rest, dim=-1)
+    if plane_columns:
+        spin = rotate @ torch.linalg.cross(along, axis).unsqueeze(-1)
+        seeds.append((pose.parent_global @ spin).squeeze(-1) * unknown)
+    # M maps the parent's angular velocity to the turn by dn, both in the parent frame: with
+    # [t]x [p]x = p t^T - (t.p) I and R (I - n n^T) = R,
+    # M = R R_t(a) [t]x [p]x / |t x p| = ((R R_t p) t^T - (t.p) R R_t) / |t x p|.
     # The first step's parent (a fixed joint) does not move, so its transfer is never used.
-    frame, axis, carried = pose.parent_global[:, :, 1:], pose.axis[:, :, 1:], pose.carried[:, :, 1:]
-    rest = problem.child_rest[:, :, 1:]
-    sin, cos = pose.angle[:, :, 1:].sin().unsqueeze(-1), pose.angle[:, :, 1:].cos().unsqueeze(-1)
-    # M maps the parent's angular velocity to the swing's change, both in the parent frame:
-    # with R = sin (I - n n^T) + (1 - cos) [n]x and [t]x [p]x = p t^T - (t.p) I,
-    # M = R [t]x [p]x / |t x p| = ((R p) t^T - (t.p) R) / |t x p|, R p = sin p + (1 - cos) n x p
-    # (n is orthogonal to p).
-    rotate = sin.unsqueeze(-1) * (eye - axis.unsqueeze(-1) * axis.unsqueeze(-2)) \
-        + (1 - cos).unsqueeze(-1) * skew(axis)
-    turned = sin * carried + (1 - cos) * torch.linalg.cross(axis, carried)
+    rest, carried = problem.child_rest[:, :, 1:], pose.carried[:, :, 1:]
+    rotate = rotate[:, :, 1:] @ roma.rotvec_to_rotmat(pose.plane_turn[:, :, 1:, None] * along[:, :, 1:])
+    turned = rotate @ carried.unsqueeze(-1)
     dot = (rest * carried).sum(-1, keepdim=True).unsqueeze(-1)
-    m = (turned.unsqueeze(-1) * rest.unsqueeze(-2) - dot * rotate) / pose.cross_norm[:, :, 1:].unsqueeze(-1)
+    m = (turned * rest.unsqueeze(-2) - dot * rotate) / pose.cross_norm[:, :, 1:].unsqueeze(-1)
+    frame = pose.parent_global[:, :, 1:]
     transfer = eye + frame @ m @ frame.transpose(-1, -2)  # (B, C, S - 1, 3, 3)
+    seed = torch.stack(seeds, -1)  # (B, C, S, 3, kinds)
+    kinds = seed.shape[-1]
     columns = torch.eye(steps, dtype=theta.dtype, device=theta.device)
-    omega = seed[:, :, 0].unsqueeze(-1) * columns[0]  # (B, C, 3, S)
+    # Columns: every kind's S steps, kind-major (theta's, then the plane turns').
+    omega = (seed[:, :, 0, :, :, None] * columns[0]).flatten(-2)  # (B, C, 3, kinds * S)
     omegas = [omega]
     for s in range(1, steps):
-        omega = transfer[:, :, s - 1] @ omega + seed[:, :, s].unsqueeze(-1) * columns[s]
+        omega = transfer[:, :, s - 1] @ omega + (seed[:, :, s, :, :, None] * columns[s]).flatten(-2)
         omegas.append(omega)
-    omega = torch.stack(omegas, 2)  # (B, C, S, 3, S)
+    omega = torch.stack(omegas, 2)  # (B, C, S, 3, kinds * S)
     velocity = -(skew(pose.child_bone) @ omega).cumsum(2)  # w x bone = -[bone]x w
     num, num_swing = problem.targets.shape[1], theta.shape[1]
-    jac = velocity.new_zeros(batch, 3 * num * num_swing)
-    nonzeros = velocity.flatten(1)[:, problem.tables.jacobian_source]
-    jac.index_copy_(1, problem.tables.jacobian_target, nonzeros)
-    return jac.view(batch, 3 * num, num_swing)
+    parts = []
+    for kind in range(kinds):
+        jac = velocity.new_zeros(batch, 3 * num * num_swing)
+        nonzeros = velocity[..., kind * steps:(kind + 1) * steps].flatten(1)[:, problem.tables.jacobian_source]
+        jac.index_copy_(1, problem.tables.jacobian_target, nonzeros)
+        parts.append(jac.view(batch, 3 * num, num_swing))
+    return torch.cat(parts, -1)
 
 
 @lru_cache(maxsize=32)
