@@ -6,13 +6,14 @@ to the 2D keypoints seen in the image and to the 3D targets together, by Gauss-N
 
     E = sum_i w_img c_i rho(|s (pi(X_i) - x_i)|)   2D: reprojection, robust (Huber)
       + sum_i w_3d |Q P_i(theta) - T_i|^2          3D: root-relative targets
-      + w_aim |theta - theta_aim|^2                prior: near the closed-form aim
+      + w_aim (|theta - theta_aim|^2 + |a|^2)      prior: near the closed-form aim
       + w_smooth sum_t |X_{t-1} - 2 X_t + X_{t+1}|^2   clips: acceleration
 
-with the posed points X_i = Q P_i(theta) + c in the scene frame. Unknowns per frame: the swing
-angles theta (the IKOL layer's), a turn Q of the whole body (so the root rotation is
-Q @ R_svd; Q starts at the identity and is updated as Q <- exp(d) Q) and the pelvis position
-c. pi projects through the camera, s = depth / focal turns pixels into metres at the person's
+with the posed points X_i = Q P_i(theta, a) + c in the scene frame. Unknowns per frame: the
+swing angles theta (the IKOL layer's), the turns a of their planes about the rest bones (so
+that each bone can move in two directions, not only in the plane of its rest and target
+bones: `SwingProblem.pose`), a turn Q of the whole body (so the root rotation is Q @ R_svd;
+Q starts at the identity and is updated as Q <- exp(d) Q) and the pelvis position c. pi projects through the camera, s = depth / focal turns pixels into metres at the person's
 depth (fixed from the starting position, so all residuals are metres), c_i is the keypoint's
 confidence, T_i the front end's root-relative 3D targets, theta_aim the swing angles that aim
 every bone at its 3D target (`SwingProblem.aim`). docs/ik_layer.md gives the weights and why.
@@ -21,6 +22,13 @@ Clips: frames are solved jointly in overlapping windows (the acceleration term c
 frame with its two neighbours, so each window's normal matrix is block-banded; it is solved
 densely, one Cholesky per window, all windows batched). Memory is flat in clip length: the
 caller passes batches of frames, windows never span more than `WINDOW` frames.
+
+The steps are Levenberg-Marquardt's: each frame's normal matrix gets its own damping times its
+diagonal, and a still keeps a step only if it lowers its objective (the damping then falls;
+else it rises and the still stays). Plain Gauss-Newton overshoots where the image weight is
+high against the prior (measured: the objective rose in some iterations). Frames of a clip,
+solved together in windows, take their window's step whole: refusing single frames' steps
+between neighbours that moved made the motion jitter (accel error +25 %, docs/ik_layer.md).
 
 Jacobians are closed form: the IKOL layer's point velocities (`closed_form_jacobian`) turned by
 Q, the cross-product matrix of the posed points for the body's turn, the identity for the
@@ -33,6 +41,7 @@ camera, X to the image's right; the camera sits at the origin looking along -Z (
 `camera.py`). Metres, radians, pixels (origin top-left, y down).
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -46,6 +55,8 @@ WINDOW = 12  # frames solved jointly (clips)
 WINDOW_STEP = 8  # a window keeps its middle 8 frames; 2 frames of overlap on either side
 MAX_STEP_RAD = 0.5  # largest change of a swing angle or of the body's turn per iteration
 MIN_DEPTH_M = 0.05  # points are kept this far in front of the camera in the projection
+MARQUARDT_START = 1e-2  # each frame's starting damping, times its normal matrix's diagonal
+MARQUARDT_DOWN, MARQUARDT_UP = 3.0, 4.0  # damping divided after a kept step, multiplied after a refused one
 
 
 @dataclass(frozen=True)
@@ -54,13 +65,13 @@ class FitWeights:
 
     image: 2D reprojection (metres at the person's depth), per unit confidence.
     points_3d: root-relative 3D targets.
-    aim: swing angles to the closed-form aim (per rad^2).
+    aim: swing angles to the closed-form aim, and plane turns to zero (per rad^2).
     smooth: acceleration of the posed points between frames (clips; 0: frames independent).
     robust_m: the Huber threshold of the 2D residual: beyond it a keypoint pulls linearly.
     damping: Levenberg damping added to the normal matrix (numerical safety).
     """
 
-    image: float = 20.0
+    image: float = 60.0
     points_3d: float = 1.0
     aim: float = 0.01
     smooth: float = 0.0
@@ -77,6 +88,7 @@ class ImageFitResult:
         points: (B, 29, 3) posed joints and leaf points in the scene frame, metres.
         position: (B, 3) the pelvis joint in the scene frame, metres.
         swing: (B, K) the swing angles.
+        plane: (B, K) the turns of their planes about the rest bones.
         turn: (B, 3, 3) the turn Q of the whole body on top of the 3D fit's root rotation.
     """
 
@@ -84,6 +96,7 @@ class ImageFitResult:
     points: torch.Tensor
     position: torch.Tensor
     swing: torch.Tensor
+    plane: torch.Tensor
     turn: torch.Tensor
 
 
@@ -103,9 +116,11 @@ class ImageEvidence:
 
 @dataclass(frozen=True)
 class FitState:
-    """The unknowns of B frames: swing angles (B, K), body turn Q (B, 3, 3), pelvis (B, 3)."""
+    """The unknowns of B frames: swing angles (B, K), their planes' turns (B, K), body turn Q
+    (B, 3, 3), pelvis (B, 3)."""
 
     swing: torch.Tensor
+    plane: torch.Tensor
     turn: torch.Tensor
     position: torch.Tensor
 
@@ -135,8 +150,8 @@ class ImageFit:
 
     @property
     def unknowns(self) -> int:
-        """Unknowns per frame: K swing angles, 3 for the turn, 3 for the position."""
-        return self.aim.shape[1] + 6
+        """Unknowns per frame: K swing angles, K plane turns, 3 for the turn, 3 for the position."""
+        return 2 * self.aim.shape[1] + 6
 
     def points(self, state: FitState, pose: SwingPose) -> torch.Tensor:
         """(B, P, 3) the posed target points in the scene frame."""
@@ -150,7 +165,7 @@ class ImageFit:
         return focal * camera[..., :2] / depth + self.camera[:2, 2]
 
     def residuals(self, state: FitState, pose: SwingPose, robust: torch.Tensor) -> torch.Tensor:
-        """(B, R) the weighted residuals of each frame: 2D (P x 2), 3D (P x 3), aim (K).
+        """(B, R) the weighted residuals of each frame: 2D (P x 2), 3D (P x 3), aim (2K).
 
         `robust` (B, P) are the IRLS weights of the 2D residuals (`robust_weights`).
         """
@@ -159,7 +174,7 @@ class ImageFit:
         image = image * (w.image * self.confidence * robust).sqrt().unsqueeze(-1)
         turned = pose.points[:, :self.num] @ state.turn.transpose(1, 2)
         body = (turned - self.targets[:, :self.num]) * w.points_3d ** 0.5
-        aim = (state.swing - self.aim) * w.aim ** 0.5
+        aim = torch.cat([state.swing - self.aim, state.plane], 1) * w.aim ** 0.5
         return torch.cat([image.flatten(1), body.flatten(1), aim], 1)
 
     def image_error(self, state: FitState, pose: SwingPose) -> torch.Tensor:
@@ -175,11 +190,12 @@ class ImageFit:
     def point_jacobian(self, state: FitState, pose: SwingPose) -> torch.Tensor:
         """(B, P, 3, n) derivative of the scene-frame points with respect to the unknowns.
 
-        Columns: the swing angles, the body's turn (Q <- exp(d) Q: dX = -[Q P]x d) and the
-        pelvis position.
+        Columns: the swing angles, their plane turns, the body's turn (Q <- exp(d) Q:
+        dX = -[Q P]x d) and the pelvis position.
         """
         batch, num = pose.points.shape[0], self.num
-        swing = closed_form_jacobian(self.problem, pose.swing, pose).view(batch, num, 3, -1)
+        swing = closed_form_jacobian(self.problem, pose.swing, pose, plane_columns=True)
+        swing = swing.view(batch, num, 3, -1)
         swing = torch.einsum("bij,bpjk->bpik", state.turn, swing)
         turned = pose.points[:, :num] @ state.turn.transpose(1, 2)
         turn = -skew(turned)
@@ -210,7 +226,7 @@ class ImageFit:
         body = moves.clone()
         body[..., -3:] = 0  # the 3D targets are root-relative: the position does not enter
         body = body * w.points_3d ** 0.5
-        batch, k = moves.shape[0], self.aim.shape[1]
+        batch, k = moves.shape[0], 2 * self.aim.shape[1]
         aim = moves.new_zeros(batch, k, self.unknowns)
         aim[:, :, :k] = torch.eye(k, dtype=moves.dtype, device=moves.device) * w.aim ** 0.5
         return torch.cat([image.flatten(1, 2), body.flatten(1, 2), aim], 1)
@@ -223,11 +239,11 @@ def fit_to_image(
     *,
     linked: torch.Tensor | None = None,
     targets: torch.Tensor | None = None,
-    start: FitState | None = None,
-    iterations: int = 5,
+    iterations: int = 8,
     jacobian_grad: bool = False,
 ) -> ImageFitResult:
-    """Gauss-Newton on the image-aligned objective (module docstring).
+    """Levenberg-Marquardt on the image-aligned objective (module docstring), from the
+    closed-form aim, flat planes, no turn and the pelvis placed by `place_in_camera`.
 
     Args:
         problem: the IKOL layer's problem for B frames.
@@ -236,38 +252,35 @@ def fit_to_image(
         linked: (B,) bool, frame b follows frame b - 1 in time (clips); None: stills.
         targets: (B, P, 3) the 3D evidence when the problem aims at other points (e.g.
             `toward_rays`); None: the problem's targets.
-        start: where to start; None: the closed-form aim, no turn, the pelvis placed by
-            `place_in_camera`.
-        iterations: Gauss-Newton iterations (each also updates the robust weights).
+        iterations: iterations (each also updates the robust weights).
         jacobian_grad: autograd also through the Jacobians and robust weights (the exact
             derivative of the unrolled solver) instead of treating them as constants.
     """
     grad = jacobian_grad and torch.is_grad_enabled()
-    if start is None:
-        aimed = problem.pose(None)
-        swing = aimed.swing
-        eye = torch.eye(3, dtype=swing.dtype, device=swing.device)
-        position = place_in_camera(aimed.points, seen)
-        state = FitState(swing, eye.expand(swing.shape[0], 3, 3), position)
-    else:
-        state = start
+    aimed = problem.pose(None)
+    swing = aimed.swing
+    eye = torch.eye(3, dtype=swing.dtype, device=swing.device)
+    state = FitState(swing, torch.zeros_like(swing), eye.expand(swing.shape[0], 3, 3),
+                     place_in_camera(aimed.points, seen))
     temporal = weights.smooth > 0 and linked is not None and bool(linked[1:].any())
     smooth = weights.smooth if temporal else 0.0
-    if temporal and start is None:
+    if temporal:
         pull = weights.image * seen.confidence.to(state.position).sum(1)
-        state = FitState(state.swing, state.turn,
-                         smooth_over_time(state.position, pull, linked, weights.smooth))
+        state = dataclasses.replace(
+            state, position=smooth_over_time(state.position, pull, linked, weights.smooth))
     with torch.set_grad_enabled(grad):
         scale = (-state.position[:, 2]).clamp_min(MIN_DEPTH_M) / seen.camera[0, 0].to(state.position)
     fit = ImageFit(problem, seen, weights, scale, targets)
-    windows = _windows(len(state.swing), state.swing.device) if temporal else None
-    pose = problem.pose(state.swing)
+    windows = _windows(len(swing), swing.device) if temporal else None
+    marquardt = swing.new_full((len(swing),), MARQUARDT_START)
+    pose = problem.pose(state.swing, state.plane)
     for _ in range(iterations):
         with torch.set_grad_enabled(grad):
             robust = fit.robust_weights(state, pose)
             moves = fit.point_jacobian(state, pose)
             jac = fit.jacobian(state, pose, robust, moves)
             normal = jac.transpose(1, 2) @ jac
+            normal = normal + torch.diag_embed(marquardt[:, None] * normal.diagonal(dim1=1, dim2=2))
         residual = fit.residuals(state, pose, robust)
         gradient = (jac.transpose(1, 2) @ residual.unsqueeze(-1)).squeeze(-1)
         if windows is None:
@@ -276,21 +289,39 @@ def fit_to_image(
             step = _window_step(windows, normal, gradient, moves.flatten(1, 2),
                                 fit.points(state, pose).flatten(1), linked, smooth,
                                 weights.damping, grad)
-        k = state.swing.shape[1]
-        # A trust region: Gauss-Newton's linearisation holds for moderate turns only.
-        swing_step = step[:, :k].clamp(-MAX_STEP_RAD, MAX_STEP_RAD)
-        turn_step = step[:, k:k + 3]
-        turn_step = turn_step * (MAX_STEP_RAD / turn_step.norm(dim=-1, keepdim=True).clamp_min(MAX_STEP_RAD))
-        state = FitState(
-            state.swing - swing_step,
-            roma.rotvec_to_rotmat(-turn_step) @ state.turn,
-            state.position - step[:, k + 3:],
-        )
-        pose = problem.pose(state.swing)
+        moved = _stepped(state, step)
+        moved_pose = problem.pose(moved.swing, moved.plane)
+        if windows is None:
+            kept = fit.residuals(moved, moved_pose, robust).square().sum(1) < residual.square().sum(1)
+        else:  # frames solved together take their window's step whole
+            kept = torch.ones_like(marquardt, dtype=torch.bool)
+        marquardt = torch.where(kept, marquardt / MARQUARDT_DOWN, marquardt * MARQUARDT_UP)
+        state, pose = _where(kept, moved, state), _where(kept, moved_pose, pose)
     rotmats = problem.local_rotmats(pose)
     rotmats = torch.cat([(state.turn @ rotmats[:, 0]).unsqueeze(1), rotmats[:, 1:]], 1)
     points = pose.points @ state.turn.transpose(1, 2) + state.position[:, None]
-    return ImageFitResult(rotmats, points, state.position, state.swing, state.turn)
+    return ImageFitResult(rotmats, points, state.position, state.swing, state.plane, state.turn)
+
+
+def _stepped(state: FitState, step: torch.Tensor) -> FitState:
+    """The state moved by minus `step` (B, 2K + 6), within a trust region: Gauss-Newton's
+    linearisation holds for moderate turns only."""
+    k = state.swing.shape[1]
+    angles = step[:, :2 * k].clamp(-MAX_STEP_RAD, MAX_STEP_RAD)
+    turn = step[:, 2 * k:2 * k + 3]
+    turn = turn * (MAX_STEP_RAD / turn.norm(dim=-1, keepdim=True).clamp_min(MAX_STEP_RAD))
+    return FitState(state.swing - angles[:, :k], state.plane - angles[:, k:],
+                    roma.rotvec_to_rotmat(-turn) @ state.turn, state.position - step[:, 2 * k + 3:])
+
+
+def _where(kept: torch.Tensor, new, old):
+    """The dataclass of batched tensors (FitState, SwingPose) taking `new`'s rows where `kept`
+    (B,) and `old`'s elsewhere."""
+    picked = {}
+    for field in dataclasses.fields(old):
+        a, b = getattr(new, field.name), getattr(old, field.name)
+        picked[field.name] = torch.where(kept.view(-1, *[1] * (a.dim() - 1)), a, b)
+    return type(old)(**picked)
 
 
 def smooth_weight(cutoff_hz: float, frame_rate: float, weights: FitWeights) -> float:
@@ -489,19 +520,63 @@ def _window_step(windows: _Windows, normal: torch.Tensor, gradient: torch.Tensor
     coupling = smooth * d.transpose(1, 2) @ d  # (Wn, L, L), pentadiagonal
     with torch.set_grad_enabled(grad):
         a = moves[rows]  # (Wn, L, 3P, n)
-        big = torch.zeros(count, length, length, n, n, dtype=dtype, device=device)
+        # The window's normal matrix by its nonzero blocks: (t, t) and (t + o, t) for o = 1, 2.
+        bands = []
         for offset in range(min(3, length)):
-            blocks = a[:, :length - offset].transpose(-1, -2) @ a[:, offset:]  # (Wn, L-o, n, n)
             t = torch.arange(length - offset, device=device)
-            weight = coupling[:, t, t + offset][..., None, None]
-            big[:, t, t + offset] += weight * blocks
-            if offset:
-                big[:, t + offset, t] += (weight * blocks).transpose(-1, -2)
-        t = torch.arange(length, device=device)
-        big[:, t, t] += normal[rows]
-        big = big.transpose(2, 3).reshape(count, length * n, length * n)
+            weight = coupling[:, t + offset, t][..., None, None]
+            bands.append(weight * (a[:, offset:].transpose(-1, -2) @ a[:, :length - offset]))
+        bands[0] = bands[0] + normal[rows]
     pulled = coupling @ points[rows]  # (Wn, L, 3P)
     total = gradient[rows] + (a.transpose(-1, -2) @ pulled.unsqueeze(-1)).squeeze(-1)
-    step = _solve(big, total.reshape(count, length * n), damping).view(count, length, n)
+    step = _banded_solve(bands, total, damping)
     out = torch.zeros_like(gradient)
     return out.index_put((rows[keep],), step[keep]).to(out_dtype)
+
+
+def _banded_solve(bands: list[torch.Tensor], rhs: torch.Tensor, damping: float) -> torch.Tensor:
+    """Solve (A + damping I) x = rhs for symmetric block-banded A, batched over windows.
+
+    Args:
+        bands: A's lower blocks: bands[o] (Wn, L - o, n, n) holds A[t + o, t], o = 0, 1, 2
+            (fewer when L < 3).
+        rhs: (Wn, L, n).
+
+    Block Cholesky A = F F^T with F's blocks on the same bands, then one sweep forward and
+    one back: L small factorisations instead of one of size L n (a tenth of the work at
+    L = 12, and no dense L n x L n matrix in memory).
+    """
+    length, n = rhs.shape[1], rhs.shape[2]
+    eye = torch.eye(n, dtype=rhs.dtype, device=rhs.device)
+    width = len(bands) - 1
+    diag: list[torch.Tensor] = []  # F[t, t], lower triangular
+    below: list[list[torch.Tensor]] = [[] for _ in range(width + 1)]  # below[o][t] = F[t + o, t]
+    for t in range(length):
+        block = bands[0][:, t] + damping * eye
+        for o in range(1, min(width, t) + 1):
+            block = block - below[o][t - o] @ below[o][t - o].transpose(-1, -2)
+        factor, _ = torch.linalg.cholesky_ex(block)
+        diag.append(factor)
+        for o in range(1, width + 1):
+            if t + o >= length:
+                break
+            block = bands[o][:, t]
+            if o == 1 and t >= 1 and width >= 2:  # F[t + 1, t - 1] F[t, t - 1]^T
+                block = block - below[2][t - 1] @ below[1][t - 1].transpose(-1, -2)
+            # F[t + o, t] = block F[t, t]^-T
+            below[o].append(torch.linalg.solve_triangular(
+                factor, block.transpose(-1, -2), upper=False).transpose(-1, -2))
+    forward: list[torch.Tensor] = []
+    for t in range(length):
+        value = rhs[:, t, :, None]
+        for o in range(1, min(width, t) + 1):
+            value = value - below[o][t - o] @ forward[t - o]
+        forward.append(torch.linalg.solve_triangular(diag[t], value, upper=False))
+    back: list[torch.Tensor] = [forward[0]] * length
+    for t in reversed(range(length)):
+        value = forward[t]
+        for o in range(1, width + 1):
+            if t + o < length:
+                value = value - below[o][t].transpose(-1, -2) @ back[t + o]
+        back[t] = torch.linalg.solve_triangular(diag[t].transpose(-1, -2), value, upper=True)
+    return torch.stack(back, 1).squeeze(-1)
