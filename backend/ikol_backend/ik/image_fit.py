@@ -239,7 +239,7 @@ def fit_to_image(
     *,
     linked: torch.Tensor | None = None,
     targets: torch.Tensor | None = None,
-    iterations: int = 8,
+    iterations: int = 5,
     jacobian_grad: bool = False,
 ) -> ImageFitResult:
     """Levenberg-Marquardt on the image-aligned objective (module docstring), from the
