@@ -19,8 +19,8 @@ confidence, T_i the front end's root-relative 3D targets, theta_aim the swing an
 every bone at its 3D target (`SwingProblem.aim`). docs/ik_layer.md gives the weights and why.
 
 Clips: frames are solved jointly in overlapping windows (the acceleration term couples each
-frame with its two neighbours, so each window's normal matrix is block-banded; it is solved
-densely, one Cholesky per window, all windows batched). Memory is flat in clip length: the
+frame with its two neighbours on either side, so each window's normal matrix is block-banded;
+it is solved by a block-banded Cholesky, all windows batched). Memory is flat in clip length: the
 caller passes batches of frames, windows never span more than `WINDOW` frames.
 
 The steps are Levenberg-Marquardt's: each frame's normal matrix gets its own damping times its
