@@ -27,7 +27,10 @@ configurable iterations and damping, betas fitted from bone lengths when none ar
 twist-free mode: without twist angles every joint takes the minimal twist (phi = 0), and
 without leaf rotations the hands, feet and head get a swing unknown toward their leaf keypoint
 (middle finger tip, big toe, head top) when the targets have those points, or no rotation when
-they do not. docs/ik_layer.md has the measurements behind the choices.
+they do not. For the image-aligned fit (`image_fit`), `SwingProblem.pose` also takes plane
+turns that turn each swing's axis about its rest bone (a two-degree-of-freedom swing), with
+their own closed-form Jacobian columns. docs/ik_layer.md has the measurements behind the
+choices.
 
 Frames and units: the SMPL model frame (Y up, X to the body's left, Z forward), metres,
 radians. Rotations are local (relative to the parent, in a frame equal to the model frame at

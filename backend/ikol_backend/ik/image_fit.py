@@ -2,10 +2,11 @@
 
 The IKOL layer (`ikol_layer`) fits a pose to root-relative 3D targets. Here the same swing
 angles, plus a turn of the whole body and the pelvis position in the camera's world, are fitted
-to the 2D keypoints seen in the image and to the 3D targets together, by Gauss-Newton on
+to the 2D keypoints seen in the image and to the 3D targets together, by Levenberg-Marquardt
+(damped Gauss-Newton) on
 
     E = sum_i w_img c_i rho(|s (pi(X_i) - x_i)|)   2D: reprojection, robust (Huber)
-      + sum_i w_3d |Q P_i(theta) - T_i|^2          3D: root-relative targets
+      + sum_i w_3d |Q P_i(theta, a) - T_i|^2       3D: root-relative targets
       + w_aim (|theta - theta_aim|^2 + |a|^2)      prior: near the closed-form aim
       + w_smooth sum_t |X_{t-1} - 2 X_t + X_{t+1}|^2   clips: acceleration
 
@@ -13,15 +14,16 @@ with the posed points X_i = Q P_i(theta, a) + c in the scene frame. Unknowns per
 swing angles theta (the IKOL layer's), the turns a of their planes about the rest bones (so
 that each bone can move in two directions, not only in the plane of its rest and target
 bones: `SwingProblem.pose`), a turn Q of the whole body (so the root rotation is Q @ R_svd;
-Q starts at the identity and is updated as Q <- exp(d) Q) and the pelvis position c. pi projects through the camera, s = depth / focal turns pixels into metres at the person's
+Q starts at the identity and is updated as Q <- exp(d) Q) and the pelvis position c. pi
+projects through the camera, s = depth / focal turns pixels into metres at the person's
 depth (fixed from the starting position, so all residuals are metres), c_i is the keypoint's
 confidence, T_i the front end's root-relative 3D targets, theta_aim the swing angles that aim
 every bone at its 3D target (`SwingProblem.aim`). docs/ik_layer.md gives the weights and why.
 
 Clips: frames are solved jointly in overlapping windows (the acceleration term couples each
 frame with its two neighbours on either side, so each window's normal matrix is block-banded;
-it is solved by a block-banded Cholesky, all windows batched). Memory is flat in clip length: the
-caller passes batches of frames, windows never span more than `WINDOW` frames.
+it is solved by a block-banded Cholesky, all windows batched). Memory is flat in clip
+length: the caller passes batches of frames, windows never span more than `WINDOW` frames.
 
 The steps are Levenberg-Marquardt's: each frame's normal matrix gets its own damping times its
 diagonal, and a still keeps a step only if it lowers its objective (the damping then falls;
@@ -53,10 +55,11 @@ from .ikol_layer import SwingPose, SwingProblem, closed_form_jacobian, skew
 
 WINDOW = 12  # frames solved jointly (clips)
 WINDOW_STEP = 8  # a window keeps its middle 8 frames; 2 frames of overlap on either side
-MAX_STEP_RAD = 0.5  # largest change of a swing angle or of the body's turn per iteration
+MAX_STEP_RAD = 0.5  # largest change of a swing angle, plane turn or body turn per iteration
 MIN_DEPTH_M = 0.05  # points are kept this far in front of the camera in the projection
 MARQUARDT_START = 1e-2  # each frame's starting damping, times its normal matrix's diagonal
-MARQUARDT_DOWN, MARQUARDT_UP = 3.0, 4.0  # damping divided after a kept step, multiplied after a refused one
+MARQUARDT_DOWN = 3.0  # the damping is divided by this after a kept step
+MARQUARDT_UP = 4.0  # and multiplied by this after a refused one
 
 
 @dataclass(frozen=True)
