@@ -90,17 +90,11 @@ class ImageFitResult:
         rotmats: (B, 24, 3, 3) local joint rotations, joint 0 global (in the scene frame).
         points: (B, 29, 3) posed joints and leaf points in the scene frame, metres.
         position: (B, 3) the pelvis joint in the scene frame, metres.
-        swing: (B, K) the swing angles.
-        plane: (B, K) the turns of their planes about the rest bones.
-        turn: (B, 3, 3) the turn Q of the whole body on top of the 3D fit's root rotation.
     """
 
     rotmats: torch.Tensor
     points: torch.Tensor
     position: torch.Tensor
-    swing: torch.Tensor
-    plane: torch.Tensor
-    turn: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -303,7 +297,7 @@ def fit_to_image(
     rotmats = problem.local_rotmats(pose)
     rotmats = torch.cat([(state.turn @ rotmats[:, 0]).unsqueeze(1), rotmats[:, 1:]], 1)
     points = pose.points @ state.turn.transpose(1, 2) + state.position[:, None]
-    return ImageFitResult(rotmats, points, state.position, state.swing, state.plane, state.turn)
+    return ImageFitResult(rotmats, points, state.position)
 
 
 def _stepped(state: FitState, step: torch.Tensor) -> FitState:
