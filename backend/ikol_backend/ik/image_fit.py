@@ -290,10 +290,11 @@ def fit_to_image(
         moved_pose = problem.pose(moved.swing, moved.plane)
         if windows is None:
             kept = fit.residuals(moved, moved_pose, robust).square().sum(1) < residual.square().sum(1)
+            marquardt = torch.where(kept, marquardt / MARQUARDT_DOWN, marquardt * MARQUARDT_UP)
+            state, pose = _where(kept, moved, state), _where(kept, moved_pose, pose)
         else:  # frames solved together take their window's step whole
-            kept = torch.ones_like(marquardt, dtype=torch.bool)
-        marquardt = torch.where(kept, marquardt / MARQUARDT_DOWN, marquardt * MARQUARDT_UP)
-        state, pose = _where(kept, moved, state), _where(kept, moved_pose, pose)
+            marquardt = marquardt / MARQUARDT_DOWN
+            state, pose = moved, moved_pose
     rotmats = problem.local_rotmats(pose)
     rotmats = torch.cat([(state.turn @ rotmats[:, 0]).unsqueeze(1), rotmats[:, 1:]], 1)
     points = pose.points @ state.turn.transpose(1, 2) + state.position[:, None]
