@@ -96,7 +96,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def main(args: argparse.Namespace) -> list[dict[str, Any]]:
+def main(args: argparse.Namespace) -> None:
     """Run the benchmark from parsed arguments and print the table or the JSON; BackendError
     (reported as an error event) when it cannot run as asked."""
     import torch
@@ -123,4 +123,3 @@ def main(args: argparse.Namespace) -> list[dict[str, Any]]:
         progress=lambda row: print(f"bench-ik: {row}", file=sys.stderr, flush=True),
     )
     print(json.dumps({"rows": rows}) if args.json else format_table(rows))
-    return rows
