@@ -6,13 +6,15 @@ What the command line names is expanded into inputs, each one `estimate` run:
   order, hidden files skipped, not recursive) is one input; images beside them are not used
   (a warning says how many);
 - any other folder: one input, an image sequence, as `estimate` treats a folder;
-- `@LIST`: the lines of the text file LIST, each a path expanded by the rules above (blank lines
-  and lines starting with `#` skipped; a relative path is relative to LIST's folder);
+- `@LIST`: the lines of the text file LIST (at most MAX_LIST_BYTES), each a path expanded by
+  the rules above (blank lines and lines starting with `#` skipped; a relative path is
+  relative to LIST's folder);
 - anything else (a path that does not exist, a file of another kind) stays one input, and its
   worker reports `estimate`'s error for it.
 
 Paths are made absolute (from the current folder), so every worker reads the same files, and
-an input named twice is kept once.
+an input named twice is kept once. A `..` is resolved as the OS does when it opens the path
+(after a link: from the link's target, but on Windows).
 
 Output names: the input's name without its suffix (a folder: its name) plus `.npz` (or
 `.json`). When several inputs would get the same name (compared ignoring case), each of them
@@ -22,6 +24,7 @@ depend on the order of the inputs and stay the same from run to run.
 
 import dataclasses
 import hashlib
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +34,7 @@ from ..readers.image_files import IMAGE_SUFFIXES, natural_key
 from ..readers.video import VIDEO_SUFFIXES
 
 LIST_PREFIX = "@"
+MAX_LIST_BYTES = 1_000_000  # an @LIST's size (about 10,000 paths)
 HASH_DIGITS = 8
 
 
@@ -91,29 +95,41 @@ def _stem(path: Path) -> str:
 
 
 def _absolute(path: Path, base: Path) -> Path:
-    """`path` made absolute from `base`, with `..` and `.` resolved but links kept."""
+    """`path` made absolute from `base`, naming the file the OS opens for it; links are kept.
+
+    A `..` goes up from where the path so far leads, through links, as POSIX systems do
+    (`lnk/../x` is x beside lnk's target); after a missing folder or a file it is kept, to fail
+    as it does in `estimate`. Windows resolves `..` by the text, and so does this there.
+    """
     path = path.expanduser()
     joined = path if path.is_absolute() else base / path
-    return Path(*_normal_parts(joined))
-
-
-def _normal_parts(path: Path) -> list[str]:
-    parts: list[str] = []
-    for part in path.parts:
-        if part == "..":
-            if len(parts) > 1:
-                parts.pop()
-        elif part != ".":
-            parts.append(part)
-    return parts
+    if os.name == "nt":
+        return Path(os.path.abspath(joined))
+    result = Path(joined.anchor)
+    for part in joined.parts[1:]:
+        if part == ".." and result.is_dir():
+            result = result.resolve().parent
+        else:
+            result /= part
+    return result
 
 
 def _read_list(list_file: Path) -> list[str]:
+    """The paths a list names; `bad_option` when it cannot be read, is over MAX_LIST_BYTES or
+    holds a NUL character."""
     try:
-        text = list_file.read_text(encoding="utf-8")
+        with open(list_file, "rb") as handle:
+            data = handle.read(MAX_LIST_BYTES + 1)  # bounded: @/dev/zero must not fill memory
+        if len(data) > MAX_LIST_BYTES:
+            raise BackendError("bad_option", f"The input list {list_file} is larger than "
+                                             f"{MAX_LIST_BYTES // 1_000_000} MB: split it.")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise BackendError("bad_option", f"Cannot read the input list {list_file}: {reason}") from exc
+    if "\0" in text:
+        raise BackendError("bad_option", f"The input list {list_file} is not a text file "
+                                         f"(it holds NUL characters).")
     return [line.strip() for line in text.splitlines()
             if line.strip() and not line.strip().startswith("#")]
 

@@ -3,7 +3,8 @@
 Inputs whose motion file exists with the same settings hash are skipped. The rest are handed,
 one at a time, to whichever worker is free. When a job ends, the coordinator writes its motion
 file (atomically: `writers.motion.write_motion`) and then its manifest line, so a `done` line
-always names a whole file. A job whose worker died is tried again on another worker, up to
+always names a whole file. A motion file or manifest line that cannot be written ends the
+batch (`output_unwritable`). A job whose worker died is tried again on another worker, up to
 `retries` more times, each attempt its own manifest line. A failing input never stops the
 others.
 
@@ -190,10 +191,15 @@ class Runner:
         return None
 
     def _finish(self, attempt: _Attempt, item: Input, outcome: Outcome) -> None:
+        """Write the job's motion file and its manifest line. A motion file that cannot be
+        written (a full disk, OUTDIR turned read-only) is recorded as failed and then ends the
+        batch (its BackendError raised): the inputs left would be estimated for nothing."""
+        unwritable = None
         if outcome.done:
             try:
                 write_motion(self.outdir / item.output, outcome.arrays)
             except BackendError as exc:
+                unwritable = exc
                 outcome = dataclasses.replace(outcome, done=False, code=exc.code, message=exc.message)
         record = Record(str(item.path), item.output, DONE if outcome.done else FAILED,
                         attempt.job.attempt, self.settings, frames=outcome.frames,
@@ -204,6 +210,8 @@ class Runner:
         if outcome.done:
             self.totals.frames += outcome.frames or 0
         self._record(record)
+        if unwritable is not None:
+            raise unwritable
 
     def _lost(self, attempt: _Attempt, item: Input, message: str) -> Job | None:
         again = attempt.job.attempt <= self.retries
@@ -219,7 +227,11 @@ class Runner:
 
     def _record(self, record: Record) -> None:
         """Append the manifest line, count it (retried attempts are not final), tell."""
-        fields = self.manifest.append(record)
+        try:
+            fields = self.manifest.append(record)
+        except OSError as exc:  # a full disk, OUTDIR turned read-only
+            raise BackendError("output_unwritable", f"Cannot write the manifest "
+                                                    f"{self.manifest.path}: {exc.strerror}") from exc
         if not record.retry:
             setattr(self.totals, record.status, getattr(self.totals, record.status) + 1)
         self.events.emit("input_end", **fields)

@@ -4,6 +4,7 @@ written atomically."""
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ def write_motion(path: Path, arrays: dict[str, np.ndarray]) -> None:
     uncompressed `.npz`.
 
     The data go to a temporary file beside `path`, which is then renamed over it, so a reader
-    never sees half a file and a failed write leaves any earlier file untouched.
+    never sees half a file and a failed write leaves any earlier file untouched. A write that
+    fails (a full disk, say) is `output_unwritable`.
     """
     _check_not_folder(path)
     folder = _folder(path)
@@ -50,11 +52,17 @@ def write_motion(path: Path, arrays: dict[str, np.ndarray]) -> None:
             with open(tmp_name, "w", encoding="utf-8") as handle:
                 json.dump({key: value.tolist() for key, value in everything.items()},
                           handle, separators=(",", ":"))
-        else:
-            with open(tmp_name, "wb") as handle:  # a file object: savez adds no ".npz" to it
-                np.savez(handle, **everything)
+        else:  # np.savez's layout, but its zip closed even when a write fails (a full disk)
+            with open(tmp_name, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
+                for key, value in everything.items():
+                    with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, value, allow_pickle=False)
         os.chmod(tmp_name, 0o666 & ~_umask())  # as a plainly created file; mkstemp gives 0600
         os.replace(tmp_name, path)
+    except OSError as exc:  # a full disk, a folder turned read-only
+        Path(tmp_name).unlink(missing_ok=True)
+        raise BackendError("output_unwritable",
+                           f"Cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
