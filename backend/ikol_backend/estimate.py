@@ -1,8 +1,10 @@
-"""`ikol-backend estimate`: frames -> the person -> front end -> IK -> motion file.
+"""`ikol-backend estimate`: frames -> the people -> front end -> IK -> motion file(s).
 
-Frames are streamed: only each frame's observations (a few dozen numbers) are kept. The person
-is found and followed by `person.PersonTracker` (BlazePose). The front end then gives IK
-inputs: the `default` one maps the person's landmarks to 29 SMPL points and the sides of the
+Frames are streamed: only each frame's observations (a few dozen numbers) are kept. Everyone
+is found and followed on their own track by `person.PeopleTracker` (BlazePose); `--person K`
+makes motion of one of them (`person.choice.ranked_at_start`), `--people all` of everyone who
+stays in view (`person.choice.everyone`), each person alone from here on. The front end then
+gives IK inputs: the `default` one maps the person's landmarks to 29 SMPL points and the sides of the
 hands, feet and head; `ikol` runs the IKOL network on a crop around the person (joints, twist,
 leaf rotations, shape). Once all frames are in, frames without the person are filled (held or
 interpolated, by option; they stay marked invalid), the observations are smoothed over time
@@ -38,11 +40,12 @@ from .ik.image_fit import (FitWeights, ImageEvidence, ImageFitResult, fit_focal,
 from .ik.shape_fit import fit_betas, fit_betas_to_image
 from .ik.side_twist import twist_towards_sides
 from .observations import NetworkBatches, ObservationLog, Observations, landmark_row
-from .options import DEVICES, FRONT_ENDS, EstimateOptions
-from .person import PersonTracker
+from .options import DEVICES, FRONT_ENDS, PEOPLE, EstimateOptions
+from .person import PeopleTracker, Track
+from .person.choice import MIN_TRACK_S, START_S, everyone, frame_spans, ranked_at_start
 from .readers import FrameRange, downscaled, open_source
 from .temporal import cutoff_for_strength, fill_missing, one_euro, same_hemisphere, unit
-from .writers.motion import check_output, write_motion
+from .writers.motion import check_output, check_people_output, write_motion, write_people
 
 STILL_FRAME_RATE = 30.0  # written for still images, which have no frame rate of their own
 IK_BATCH = 512  # frames per IK solve: bounds memory on long clips
@@ -59,34 +62,59 @@ NETWORK_BATCH = {"cuda": 64, "cpu": 8}
 
 @dataclasses.dataclass
 class Motion:
-    """What `estimate_motion` found: the motion file's arrays, frame counts and the seconds
-    spent per stage (decode, landmarks, network, ik; the writer adds write)."""
+    """One person's motion: the motion file's arrays, the track it came from (its identity,
+    numbered from 0 in order of appearance) and how many frames had them."""
 
     arrays: dict[str, np.ndarray]
-    frames: int
+    track: int
     valid_frames: int
+
+
+@dataclasses.dataclass
+class Estimated:
+    """What `estimate_motion` found: one Motion per person asked for (`--person`: one;
+    `--people all`: everyone, numbered by first appearance), how many people were seen in all,
+    the frame count and the seconds spent per stage (decode, landmarks, network, ik; the
+    writer adds write)."""
+
+    people: list[Motion]
+    people_found: int
+    frames: int
     seconds: dict[str, float]
 
-    def summary(self) -> dict:
-        """The `result` event's summary."""
-        return {"frames": self.frames, "valid_frames": self.valid_frames,
-                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+    def summary(self, files: list[str] | None = None) -> dict:
+        """The `result` event's summary; `files`: the motion files written under `--people all`."""
+        summary = {"frames": self.frames, "valid_frames": max(m.valid_frames for m in self.people),
+                   "people_found": self.people_found,
+                   "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+        if files is None:
+            summary["track"] = self.people[0].track
+        else:
+            summary["people"] = [{"file": name, "track": m.track, "valid_frames": m.valid_frames}
+                                 for name, m in zip(files, self.people)]
+        return summary
 
 
 def estimate(
     inputs: Sequence[Path], output: Path, events: Events, options: EstimateOptions = EstimateOptions()
 ) -> dict:
-    """Estimate SMPL motion from photos, an image folder or a video; write the motion file.
+    """Estimate SMPL motion from photos, an image folder or a video; write the motion file
+    (`--people all`: the folder of one motion file per person).
 
     Returns the summary also sent with the `result` event.
     """
     check_options(options)
-    check_output(output)
-    motion = estimate_motion(inputs, events, options)
+    everyone = options.people == "all"
+    (check_people_output if everyone else check_output)(output)
+    estimated = estimate_motion(inputs, events, options)
     began = time.perf_counter()
-    write_motion(output, motion.arrays)
-    motion.seconds["write"] = time.perf_counter() - began
-    summary = motion.summary()
+    files = None
+    if everyone:
+        files = write_people(output, [motion.arrays for motion in estimated.people])
+    else:
+        write_motion(output, estimated.people[0].arrays)
+    estimated.seconds["write"] = time.perf_counter() - began
+    summary = estimated.summary(files)
     events.emit("result", path=str(output), summary=summary)
     return summary
 
@@ -98,12 +126,13 @@ def check_options(options: EstimateOptions) -> torch.device:
 
 
 def estimate_motion(inputs: Sequence[Path], events: Events, options: EstimateOptions,
-                    network: IkolNetFrontEnd | None = None) -> Motion:
-    """Everything `estimate` does but writing the file: the motion's arrays from the inputs.
+                    network: IkolNetFrontEnd | None = None) -> Estimated:
+    """Everything `estimate` does but writing files: each wanted person's motion arrays.
 
-    Emits `start`, `progress` and `warning` events (not `result`). `network`: an IKOL network
-    front end already loaded for these options (a batch worker keeps one), else it is loaded
-    here when `options.front_end` is "ikol". The caller has checked `options` (`check_options`).
+    Emits `start`, `progress`, `people` and `warning` events (not `result`). `network`: an
+    IKOL network front end already loaded for these options (a batch worker keeps one), else
+    it is loaded here when `options.front_end` is "ikol". The caller has checked `options`
+    (`check_options`).
     """
     device = _device(options.device)
     body = load_smpl(options.smpl) if options.smpl is not None else default_skeleton()
@@ -116,6 +145,7 @@ def estimate_motion(inputs: Sequence[Path], events: Events, options: EstimateOpt
         with clock("network"):
             network = load_network(options, device, body)
     is_video = source.fps is not None
+    frame_rate = source.fps / options.stride if is_video else STILL_FRAME_RATE
     total = source.frame_count or 0
     events.emit("start", frames=total, front_end=options.front_end, device=device.type)
     if source.fps_note:
@@ -126,16 +156,14 @@ def estimate_motion(inputs: Sequence[Path], events: Events, options: EstimateOpt
     # The network places its joints through a camera before the focal length can be fitted.
     camera = intrinsics(*source.frame_size, fov_deg=options.fov_deg or DEFAULT_FOV_DEG,
                         focal_px=options.focal_px)
-    log = ObservationLog()
-    batches = NetworkBatches(network, camera, log) if network is not None else None
-    valid: list[bool] = []
+    people = _PeopleLog(network, camera, options, frame_rate)
+    frame_index: list[int] = []
     began = time.perf_counter()
     frames = iter(source)
     # Photos get a second, mirrored look (MirroredPass); a clip gets its neighbouring frames
     # instead: there the mirrored pass halved the speed and changed no measure (docs/accuracy.md).
-    with BlazePose() as detector, (BlazePose(video=True) if is_video else nullcontext()) as follower, \
-            (nullcontext() if is_video else MirroredPass()) as mirror:
-        tracker = PersonTracker(detector, options.person, video=follower)
+    with BlazePose() as detector, (nullcontext() if is_video else MirroredPass()) as mirror:
+        tracker = PeopleTracker(detector, frame_rate)
         while True:
             with clock("decode"):
                 frame = next(frames, None)
@@ -143,60 +171,165 @@ def estimate_motion(inputs: Sequence[Path], events: Events, options: EstimateOpt
                 break
             with clock("landmarks"):
                 small, scale = downscaled(frame.rgb)
-                marks = tracker.track(small)
-                if marks is not None and mirror is not None:
-                    marks = mirror.averaged(small, marks)
-            valid.append(marks is not None)
-            if marks is None:
-                name = source.paths[0 if is_video else frame.index].name
-                events.emit("warning", code="no_person", frame=frame.index,
-                            message=f"No person found in frame {frame.index} ({name}).")
-                log.add(frame.index, None)
-            elif batches is None:
-                with clock("landmarks"):
-                    log.add(frame.index, landmark_row(_full_resolution(marks, scale)))
-            else:
-                with clock("network"):
-                    batches.add(frame.index, frame.rgb, _full_resolution(marks, scale))
-            done = len(valid)
+                seen = tracker.update(small)
+                people.choose(tracker)
+                for track, marks in seen.items():
+                    if people.wanted(track) and mirror is not None:
+                        seen[track] = mirror.averaged(small, marks)
+            frame_index.append(frame.index)
+            with clock("network" if network is not None else "landmarks"):
+                people.add(frame.rgb, {track: _full_resolution(marks, scale)
+                                       for track, marks in seen.items() if people.wanted(track)})
+            done = len(frame_index)
             events.emit("progress", done=done, total=max(total, done),
                         frames_per_s=done / (time.perf_counter() - began))
     if source.damage_note:
         events.emit("warning", code="damaged_input", message=source.damage_note)
-    if batches is not None:
+    if network is not None:
         with clock("network"):
+            people.flush()
+
+    chosen = _chosen(tracker, options, frame_rate, is_video)
+    events.emit("people", found=len(tracker.tracks), tracks=[t.identity for t in chosen],
+                people=options.people, person=options.person if options.people == "one" else None,
+                message=_people_message(tracker, chosen, options))
+    motions = []
+    for number, track in enumerate(chosen):
+        seen = people.observations(track.identity, frame_index)
+        missing = [int(frame_index[i]) for i in np.flatnonzero(~seen.valid)]
+        if missing:
+            who = f"Person {number}" if options.people == "all" else f"Person {options.person}"
+            events.emit("warning", code="person_unseen", track=track.identity,
+                        message=f"{who} was not seen in {len(missing)} of {len(frame_index)} "
+                                f"frame(s) ({frame_spans(missing)}): {_FILLED[options.fill]}.")
+        motions.append((track, seen))
+    with clock("ik"):
+        camera = _camera([seen for _, seen in motions], *source.frame_size, options)
+        out = [Motion(_person_arrays(body, seen, camera, device, frame_rate if is_video else None,
+                                     options, source, inputs), track.identity, int(seen.valid.sum()))
+               for track, seen in motions]
+    return Estimated(out, len(tracker.tracks), len(frame_index), dict(clock.seconds))
+
+
+_FILLED = {"none": "those frames have the rest pose", "hold": "those frames hold the last pose",
+           "interpolate": "those frames are interpolated"}
+
+
+def _chosen(tracker: PeopleTracker, options: EstimateOptions, frame_rate: float,
+            is_video: bool) -> list[Track]:
+    """The tracks to make motion of; BackendError `no_person` when there are none."""
+    if options.people == "all":
+        chosen = everyone(tracker.tracks, frame_rate, stills=not is_video)
+        if not chosen:
+            raise BackendError("no_person", "No person was found in the input." if not tracker.tracks
+                               else f"No person stayed in view for {MIN_TRACK_S:g} s or more "
+                                    f"({len(tracker.tracks)} seen only briefly).")
+        return chosen
+    ranked = ranked_at_start(tracker.tracks, frame_rate)
+    if not ranked:
+        raise BackendError("no_person", "No person was found in the input.")
+    if options.person >= len(ranked):
+        found = len(ranked)
+        later = len(tracker.tracks) - found
+        raise BackendError("no_person", (
+            f"Person {options.person} was asked for (0 is the largest), but only {found} "
+            f"{'person was' if found == 1 else 'people were'} found at the start"
+            + (f" ({later} more came later: --people all makes motion of everyone)." if later else ".")))
+    return [ranked[options.person]]
+
+
+def _people_message(tracker: PeopleTracker, chosen: list[Track], options: EstimateOptions) -> str:
+    found = len(tracker.tracks)
+    counted = f"{found} {'person' if found == 1 else 'people'} found"
+    if options.people == "all":
+        return f"{counted}; motion for {len(chosen)} of them (tracks {', '.join(str(t.identity) for t in chosen)})."
+    return (f"{counted}; following person {options.person} (track {chosen[0].identity}, "
+            f"{len(chosen[0].frames)} frame(s)).")
+
+
+class _PeopleLog:
+    """Each followed track's observations, frame by frame (None where they are not seen).
+
+    Under `--people one`, every track is logged until the start is over (START_S after the
+    first sighting), then only the chosen person's.
+    """
+
+    def __init__(self, network: IkolNetFrontEnd | None, camera: np.ndarray,
+                 options: EstimateOptions, frame_rate: float):
+        self.network, self.camera, self.options, self.frame_rate = network, camera, options, frame_rate
+        self.logs: dict[int, ObservationLog] = {}
+        self.batches: dict[int, NetworkBatches] = {}
+        self.frames = 0
+        self.only: int | None = None  # the one track still logged, once chosen
+
+    def choose(self, tracker: PeopleTracker) -> None:
+        """Under `--people one`, pick the person once the start is over; the others' logs go."""
+        if self.options.people != "one" or self.only is not None or not tracker.tracks:
+            return
+        first = min(t.first_frame for t in tracker.tracks)
+        if tracker.frame >= first + max(1, round(START_S * self.frame_rate)):
+            ranked = ranked_at_start(tracker.tracks, self.frame_rate)
+            if self.options.person < len(ranked):
+                self.only = ranked[self.options.person].identity
+                self.logs = {k: log for k, log in self.logs.items() if k == self.only}
+                self.batches = {k: b for k, b in self.batches.items() if k == self.only}
+
+    def wanted(self, track: int) -> bool:
+        return self.only is None or track == self.only
+
+    def add(self, rgb: np.ndarray, seen: dict[int, PoseLandmarks]) -> None:
+        """One frame: the wanted people's landmarks in the full-resolution (H, W, 3) frame."""
+        for track, marks in seen.items():
+            if track not in self.logs:
+                self.logs[track] = log = ObservationLog()
+                for frame in range(self.frames):
+                    log.add(frame, None)
+                if self.network is not None:
+                    self.batches[track] = NetworkBatches(self.network, self.camera, log)
+        for track, log in self.logs.items():
+            marks = seen.get(track)
+            if marks is None:
+                log.add(self.frames, None)
+            elif self.network is None:
+                log.add(self.frames, landmark_row(marks))
+            else:
+                self.batches[track].add(self.frames, rgb, marks)
+        self.frames += 1
+
+    def flush(self) -> None:
+        for batches in self.batches.values():
             batches.run()
 
-    if not any(valid):
-        raise BackendError("no_person", _nobody_message(options.person, tracker.people_at_start))
+    def observations(self, track: int, frame_index: list[int]) -> Observations:
+        """The track's observations over all frames, with the frames' source indices."""
+        log = self.logs[track]
+        seen = log.finish([row is not None for row in log.rows])
+        return dataclasses.replace(seen, frame_index=np.asarray(frame_index, dtype=np.int32))
 
-    with clock("ik"):
-        frame_rate = source.fps / options.stride if is_video else STILL_FRAME_RATE
-        seen = log.finish(valid)
-        prepared = _prepared(seen, frame_rate if is_video else None, options)
-        solved = seen.valid if options.fill == "none" else np.ones_like(seen.valid)
-        camera = _camera(seen, *source.frame_size, options)
-        if options.front_end == "default":
-            prepared = _seen_by_the_camera(prepared, camera)
-        arrays = _solve(body, prepared, solved, camera, device, frame_rate if is_video else None,
-                        options.smooth)
 
-    return Motion(
-        arrays={
-            **arrays,
-            "gender": np.array(body.gender),
-            "mocap_framerate": np.float64(frame_rate),
-            "valid": seen.valid,
-            "frame_index": seen.frame_index,
-            "keypoints_2d": seen.keypoints_2d.astype(np.float32),
-            "camera_intrinsics": camera.astype(np.float32),
-            "image_size": np.array(source.frame_size, dtype=np.int32),
-            "source": np.array(str(inputs[0]) if len(inputs) == 1 else str(Path(inputs[0]).parent)),
-            "body_model": np.array(body.name),
-            "front_end": np.array(options.front_end),
-        },
-        frames=len(valid), valid_frames=int(sum(valid)), seconds=dict(clock.seconds),
-    )
+def _person_arrays(body: BodyModel, seen: Observations, camera: np.ndarray, device: torch.device,
+                   frame_rate: float | None, options: EstimateOptions, source,
+                   inputs: Sequence[Path]) -> dict[str, np.ndarray]:
+    """One person's motion file arrays: gaps filled, smoothed, shape and poses solved.
+    `frame_rate`: the clip's (None for stills)."""
+    prepared = _prepared(seen, frame_rate, options)
+    solved = seen.valid if options.fill == "none" else np.ones_like(seen.valid)
+    if options.front_end == "default":
+        prepared = _seen_by_the_camera(prepared, camera)
+    arrays = _solve(body, prepared, solved, camera, device, frame_rate, options.smooth)
+    return {
+        **arrays,
+        "gender": np.array(body.gender),
+        "mocap_framerate": np.float64(frame_rate or STILL_FRAME_RATE),
+        "valid": seen.valid,
+        "frame_index": seen.frame_index,
+        "keypoints_2d": seen.keypoints_2d.astype(np.float32),
+        "camera_intrinsics": camera.astype(np.float32),
+        "image_size": np.array(source.frame_size, dtype=np.int32),
+        "source": np.array(str(inputs[0]) if len(inputs) == 1 else str(Path(inputs[0]).parent)),
+        "body_model": np.array(body.name),
+        "front_end": np.array(options.front_end),
+    }
 
 
 def load_network(options: EstimateOptions, device: torch.device,
@@ -248,6 +381,9 @@ def _check_options(options: EstimateOptions) -> None:
         raise BackendError("bad_option", f"--smooth must be between 0 and 1, not {options.smooth:g}")
     if options.person < 0:
         raise BackendError("bad_option", f"--person must be 0 or more, not {options.person}")
+    if options.people not in PEOPLE:
+        raise BackendError("bad_option", f"--people must be one of {', '.join(PEOPLE)}, "
+                                         f"not {options.people!r}")
     if options.front_end not in FRONT_ENDS:
         raise BackendError("bad_option", f"Unknown front end {options.front_end!r}; "
                                          f"choose from {', '.join(FRONT_ENDS)}.")
@@ -266,13 +402,6 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def _nobody_message(person: int, people_at_start: int) -> str:
-    if person == 0 or people_at_start == 0:
-        return "No person was found in the input."
-    return (f"Person {person} was asked for (0 is the largest), but only {people_at_start} "
-            f"{'person was' if people_at_start == 1 else 'people were'} found.")
 
 
 def _prepared(seen: Observations, frame_rate: float | None, options: EstimateOptions) -> Observations:
@@ -396,19 +525,25 @@ def _fit_frames(body: BodyModel, seen: Observations, rows: np.ndarray, betas: to
     return fit_to_image(problem, evidence, weights, linked=linked, targets=targets)
 
 
-def _camera(seen: Observations, width: int, height: int, options: EstimateOptions) -> np.ndarray:
+def _camera(people: list[Observations], width: int, height: int,
+            options: EstimateOptions) -> np.ndarray:
     """The intrinsics: from --focal or --fov when given; else the focal length fitted to the
-    valid frames' 3D targets and 2D keypoints (`ik.image_fit.fit_focal`), with a prior at
-    DEFAULT_FOV_DEG."""
+    people's valid frames' 3D targets and 2D keypoints (`ik.image_fit.fit_focal`; one camera
+    for everyone), with a prior at DEFAULT_FOV_DEG."""
     if options.focal_px is not None or options.fov_deg is not None:
         return intrinsics(width, height, fov_deg=options.fov_deg or DEFAULT_FOV_DEG,
                           focal_px=options.focal_px)
     prior = intrinsics(width, height)
-    rows = np.flatnonzero(seen.valid)
-    rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), FOCAL_FRAMES)).astype(int)]
-    points = torch.as_tensor(seen.points[rows], dtype=torch.float64)
-    evidence = ImageEvidence(torch.as_tensor(seen.keypoints_2d[rows, :, :2]),
-                             torch.as_tensor(seen.keypoints_2d[rows, :, 2]), torch.as_tensor(prior))
+    share = max(1, FOCAL_FRAMES // len(people))
+    picked = []
+    for seen in people:
+        rows = np.flatnonzero(seen.valid)
+        rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), share)).astype(int)]
+        picked.append((seen.points[rows], seen.keypoints_2d[rows]))
+    points = torch.as_tensor(np.concatenate([p for p, _ in picked]), dtype=torch.float64)
+    keypoints = np.concatenate([k for _, k in picked])
+    evidence = ImageEvidence(torch.as_tensor(keypoints[..., :2]), torch.as_tensor(keypoints[..., 2]),
+                             torch.as_tensor(prior))
     focal = fit_focal(points, evidence, prior[0, 0], FOCAL_PRIOR_SPREAD,
                       KEYPOINT_NOISE * max(width, height))
     focal = float(np.clip(focal, prior[0, 0] / FOCAL_RANGE, prior[0, 0] * FOCAL_RANGE))

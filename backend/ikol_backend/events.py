@@ -82,10 +82,16 @@ def _human(event: str, fields: dict[str, Any]) -> str:
                     else f"Ready (made earlier): {fields['path']}")
         if "frames" not in summary:  # not a motion file (ikol-backend body)
             return f"Wrote {fields['path']}. Time: {stages}."
+        if "people" in summary:  # --people all: a folder of motion files
+            files = ", ".join(f"{p['file']} ({p['valid_frames']}/{summary['frames']} frames)"
+                              for p in summary["people"])
+            return f"Wrote {len(summary['people'])} people to {fields['path']}: {files}. Time: {stages}."
         return (
             f"Wrote {fields['path']}: {summary['valid_frames']}/{summary['frames']} frame(s) "
             f"with a person. Time: {stages}."
         )
+    if event == "people":
+        return fields["message"]
     if event == "error":
         return f"error: {fields['message']}"
     return ""

@@ -13,6 +13,7 @@ from pathlib import Path
 FRONT_ENDS = ("default", "ikol")
 DEVICES = ("auto", "cpu", "cuda")
 FILL_MODES = ("none", "hold", "interpolate")
+PEOPLE = ("one", "all")
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,10 @@ class EstimateOptions:
         end); checked when read (readers.FrameRange).
     front_end: one of FRONT_ENDS: "default" (BlazePose) or "ikol" (the IKOL network, weights
         from `checkpoint`; `half`: float16 on CUDA; `flip_test`: also the mirrored crop).
-    person: which person, 0 = the largest at the start, 1 = the next largest, ...
+    person: which person, 0 = the largest at the start, 1 = the next largest, ... (with
+        people "one").
+    people: one of PEOPLE: "one" (the `person`-th; the output is a motion file) or "all"
+        (everyone who stays in view; the output is a folder of person0.npz, person1.npz, ...).
     fill: frames without the person, one of FILL_MODES: "none" (rest pose at the origin),
         "hold", "interpolate".
     smooth: video: 0 = raw (frames fitted independently), up to 1 = heavy; sets the fit's
@@ -45,6 +49,7 @@ class EstimateOptions:
     half: bool = False
     flip_test: bool = False
     person: int = 0
+    people: str = "one"
     fill: str = "interpolate"
     smooth: float = 0.25  # measured: docs/accuracy.md
     smpl: Path | None = None
@@ -81,6 +86,10 @@ def add_estimate_options(parser: argparse.ArgumentParser) -> None:
                         help="where torch runs (default auto: CUDA when there is one)")
     parser.add_argument("--person", type=int, default=DEFAULTS.person,
                         help="which person: 0 = the largest at the start, 1 = the next, ...")
+    parser.add_argument("--people", default=DEFAULTS.people, choices=PEOPLE,
+                        help="one: the --person-th person, written to OUTPUT (default); all: "
+                             "everyone who stays in view for 0.5 s or more (in photos: "
+                             "everyone), each to OUTPUT/personK.npz, K by first appearance")
     parser.add_argument("--fill", default=DEFAULTS.fill, choices=FILL_MODES,
                         help="frames without the person: rest pose (none), the last pose "
                              "(hold) or between the poses around them (interpolate, default); "
@@ -95,6 +104,6 @@ def estimate_options(args: argparse.Namespace) -> EstimateOptions:
     return EstimateOptions(
         fov_deg=args.fov, focal_px=args.focal, start=args.start, stop=args.stop,
         stride=args.stride, front_end=args.front_end, checkpoint=args.checkpoint, half=args.half,
-        flip_test=args.flip_test, person=args.person, fill=args.fill, smooth=args.smooth,
-        smpl=args.smpl, device=args.device,
+        flip_test=args.flip_test, person=args.person, people=args.people, fill=args.fill,
+        smooth=args.smooth, smpl=args.smpl, device=args.device,
     )

@@ -1,6 +1,7 @@
-"""Finding the person: every person in a frame, then one chosen person tracked across frames."""
+"""Finding people: everyone in a frame, and everyone followed across frames on their own track."""
 
-from .finding import Box, find_everyone, find_people, landmarks_box
-from .tracker import PersonTracker
+from .finding import Box, find_everyone, find_in, landmarks_box, same_person
+from .tracker import PeopleTracker, Track
 
-__all__ = ["Box", "PersonTracker", "find_everyone", "find_people", "landmarks_box"]
+__all__ = ["Box", "PeopleTracker", "Track", "find_everyone", "find_in", "landmarks_box",
+           "same_person"]

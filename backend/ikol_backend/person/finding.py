@@ -1,28 +1,31 @@
-"""Finding everyone in a frame with BlazePose, which itself reports one person at a time.
+"""Finding everyone in a frame: BlazePose's multi-person landmarker over the frame and windows.
 
-The whole frame first: BlazePose reports its most prominent person; that person's box is then
-painted over and BlazePose looks again, until it finds nobody new (`find_people`). BlazePose
-looks at a small copy of what it is given, so people who are small in the frame (far away, or
-one of many side by side in a wide picture) go unseen that way; `find_everyone` then also looks
-in square windows across the frame, the frame's short side and half of it wide, each
-overlapping the next by half, with everyone already found painted over. A person whose box
-touches a window's inner edge is cut by it and is left to a window that holds them whole.
+BlazePose's person detector looks at a 224-pixel copy of what it is given, so people who are
+small in the frame (far away, or one of many side by side in a wide picture) go unseen on the
+whole frame; `find_everyone` therefore also looks in square windows across the frame, the
+frame's short side and half of it wide, each overlapping the next by half. Everyone is marked
+on their own crop (the detector's box around them), so two people never share a skeleton. A
+person whose box touches a window's inner edge is cut by it and is left to a window that holds
+them whole; one found twice is kept once. A close-up (a head and shoulders filling the frame)
+can leave the detector nothing to see of a body: when no one is found, the frame is looked at
+again shrunk inside larger canvases, with room below and beside it for the unseen body.
 
 Pixels: x right, y down, origin at the image's top-left corner.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..frontends.blazepose import BlazePose, PoseLandmarks
 
-MAX_PEOPLE = 6
-VISIBLE = 0.3  # landmark visibility from which a landmark counts for the box
-PAINT_GROWTH = 0.1  # a found person is painted over with their box grown by this fraction
-SAME_PERSON = 0.5  # share of the smaller box inside the other: the same person again
+VISIBLE = 0.5  # landmark visibility from which a landmark counts as seen
+MIN_SEEN = 8  # landmarks seen, of 33, for a detection to be a person (not a glove or a hand)
+SAME_PERSON = 0.15  # median landmark distance, as a share of the box's long side: the same person
+PART_OF = 0.7  # share of a smaller box inside a known person's box: a part of that person
 MIN_WINDOW = 96  # pixels: smaller windows are not searched
 CUT_MARGIN = 0.02  # share of a window's side: a box this close to an inner edge is cut by it
+CLOSE_UP_CANVASES = (1.5, 2.0, 3.0)  # canvases a close-up is shrunk into, in frame sizes
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,15 @@ class Box:
     @property
     def area(self) -> float:
         return max(0.0, self.x1 - self.x0) * max(0.0, self.y1 - self.y0)
+
+    @property
+    def centre(self) -> np.ndarray:
+        return np.array([(self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2])
+
+    @property
+    def size(self) -> float:
+        """The long side, pixels."""
+        return max(self.x1 - self.x0, self.y1 - self.y0)
 
     def intersection(self, other: "Box") -> "Box":
         return Box(max(self.x0, other.x0), max(self.y0, other.y0),
@@ -55,37 +67,69 @@ class Box:
         return Box(max(0.0, self.x0 - dx), max(0.0, self.y0 - dy),
                    min(float(width), self.x1 + dx), min(float(height), self.y1 + dy))
 
+    def moved(self, dx: float, dy: float) -> "Box":
+        return Box(self.x0 + dx, self.y0 + dy, self.x1 + dx, self.y1 + dy)
+
     def pixels(self) -> tuple[slice, slice]:
         """Row and column slices of the whole pixels the box covers."""
         return (slice(int(self.y0), int(np.ceil(self.y1))), slice(int(self.x0), int(np.ceil(self.x1))))
 
 
 def landmarks_box(marks: PoseLandmarks) -> Box:
-    """The box around a person's visible image landmarks (all of them if none is visible)."""
+    """The box around a person's visible image landmarks (all of them if few are visible)."""
     seen = marks.image[marks.visibility >= VISIBLE]
     points = seen if len(seen) >= 2 else marks.image
     (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
     return Box(float(x0), float(y0), float(x1), float(y1))
 
 
-def find_people(detector: BlazePose, rgb: np.ndarray, limit: int = MAX_PEOPLE) -> list[PoseLandmarks]:
-    """Everyone BlazePose finds in the whole (H, W, 3) uint8 RGB frame, largest box first.
-
-    `detector` must look at each image afresh (not in video mode).
-    """
-    return _Search(detector, rgb, limit).in_window(None).largest_first()
+def same_person(a: PoseLandmarks, b: PoseLandmarks) -> bool:
+    """Whether two detections mark the same person: their landmarks nearly coincide."""
+    size = max(landmarks_box(a).size, landmarks_box(b).size, 1.0)
+    return float(np.median(np.linalg.norm(a.image - b.image, axis=1))) < SAME_PERSON * size
 
 
-def find_everyone(detector: BlazePose, rgb: np.ndarray, limit: int = MAX_PEOPLE) -> list[PoseLandmarks]:
-    """Everyone in the frame, small people too: the whole frame, then windows across it;
-    largest box first. About 15 to 50 BlazePose runs on a 1280 x 720 frame."""
-    search = _Search(detector, rgb, limit).in_window(None)
+def find_in(detector: BlazePose, rgb: np.ndarray, window: Box | None = None) -> list[PoseLandmarks]:
+    """Everyone BlazePose sees inside `window` (None: the whole frame) of the (H, W, 3) uint8
+    RGB frame, in the frame's pixels; people cut by the window's inner edges, and detections
+    with too few seen landmarks to be a person, are left out."""
+    if window is None:
+        window = Box(0, 0, rgb.shape[1], rgb.shape[0])
+    rows, cols = window.pixels()
+    found = []
+    for marks in detector.detect_all(rgb[rows, cols]):
+        marks = marks.moved(cols.start, rows.start)
+        if (marks.visibility >= VISIBLE).sum() >= MIN_SEEN and not _cut(landmarks_box(marks), window, rgb):
+            found.append(marks)
+    return found
+
+
+def find_everyone(detector: BlazePose, rgb: np.ndarray) -> list[PoseLandmarks]:
+    """Everyone in the frame, small people and close-ups too: the whole frame, then windows
+    across it, then (if no one was found) the frame shrunk into a larger canvas; largest box
+    first. About 10 to 30 BlazePose looks on a 1280 x 720 frame."""
+    people: list[PoseLandmarks] = []
     height, width = rgb.shape[:2]
-    for window in windows(width, height):
-        if search.full:
-            break
-        search.in_window(window)
-    return search.largest_first()
+    for window in [None, *windows(width, height)]:
+        add_new(people, find_in(detector, rgb, window))
+    if not people:
+        people = _close_up(detector, rgb)
+    return sorted(people, key=lambda marks: -landmarks_box(marks).area)
+
+
+def add_new(people: list[PoseLandmarks], found: list[PoseLandmarks]) -> None:
+    """Add to `people` each of `found` that is not already among them: neither the same
+    person again nor a smaller skeleton lying mostly inside one of theirs (a hand, a glove or
+    the feet of someone found whole, as a window that cuts a person can show them)."""
+    for marks in found:
+        box = landmarks_box(marks)
+        if not any(same_person(marks, known) or _part_of(box, landmarks_box(known))
+                   for known in people):
+            people.append(marks)
+
+
+def _part_of(box: Box, known: Box) -> bool:
+    return box.area < known.area and box.intersection(known).area > PART_OF * box.area
 
 
 def windows(width: int, height: int) -> list[Box]:
@@ -109,56 +153,34 @@ def _starts(length: int, side: int) -> list[int]:
     return starts
 
 
-class _Search:
-    """People found so far in one frame, which is painted over where they are."""
-
-    def __init__(self, detector: BlazePose, rgb: np.ndarray, limit: int):
-        self.detector = detector
-        self.height, self.width = rgb.shape[:2]
-        self.masked = rgb.copy()
-        self.fill = np.median(rgb.reshape(-1, 3), axis=0).astype(np.uint8)
-        self.limit = limit
-        self.people: list[PoseLandmarks] = []
-        self.boxes: list[Box] = []
-
-    @property
-    def full(self) -> bool:
-        return len(self.people) >= self.limit
-
-    def in_window(self, window: Box | None) -> "_Search":
-        """Ask BlazePose again and again inside `window` (None: the whole frame) until it
-        finds nobody new."""
-        rows, cols = window.pixels() if window is not None else (slice(None), slice(None))
-        while not self.full:
-            marks = self.detector.detect(np.ascontiguousarray(self.masked[rows, cols]))
-            if marks is None:
-                break
-            if window is not None:
-                marks = replace(marks, image=marks.image + (window.x0, window.y0))
-            box = landmarks_box(marks)
-            if any(_same(box, known) for known in self.boxes):  # painting over did not hide them
-                break
-            if window is not None and self._cut(box, window):
-                break
-            self.people.append(marks)
-            self.boxes.append(box)
-            self.masked[box.grown(PAINT_GROWTH, self.width, self.height).pixels()] = self.fill
-        return self
-
-    def _cut(self, box: Box, window: Box) -> bool:
-        """Whether `box` reaches an edge of `window` that is not an edge of the frame."""
-        margin = CUT_MARGIN * (window.x1 - window.x0)
-        return ((window.x0 > 0 and box.x0 <= window.x0 + margin)
-                or (window.y0 > 0 and box.y0 <= window.y0 + margin)
-                or (window.x1 < self.width and box.x1 >= window.x1 - margin)
-                or (window.y1 < self.height and box.y1 >= window.y1 - margin))
-
-    def largest_first(self) -> list[PoseLandmarks]:
-        order = np.argsort([-box.area for box in self.boxes], kind="stable")
-        return [self.people[i] for i in order]
+def _cut(box: Box, window: Box, rgb: np.ndarray) -> bool:
+    """Whether `box` reaches an edge of `window` that is not an edge of the frame."""
+    height, width = rgb.shape[:2]
+    margin = CUT_MARGIN * (window.x1 - window.x0)
+    return ((window.x0 > 0 and box.x0 <= window.x0 + margin)
+            or (window.y0 > 0 and box.y0 <= window.y0 + margin)
+            or (window.x1 < width and box.x1 >= window.x1 - margin)
+            or (window.y1 < height and box.y1 >= window.y1 - margin))
 
 
-def _same(box: Box, known: Box) -> bool:
-    """Whether two boxes are the same person: most of the smaller lies inside the other."""
-    smaller = min(box.area, known.area)
-    return smaller > 0 and box.intersection(known).area > SAME_PERSON * smaller
+def _close_up(detector: BlazePose, rgb: np.ndarray) -> list[PoseLandmarks]:
+    """Everyone found in the frame placed at the top middle of a larger canvas (filled with
+    the frame's edge colour; CLOSE_UP_CANVASES, the first that shows someone), in the frame's
+    pixels; landmarks outside the frame are not seen (visibility 0)."""
+    height, width = rgb.shape[:2]
+    edge = np.median(np.concatenate([rgb[-1], rgb[:, 0], rgb[:, -1]]), axis=0)
+    for size in CLOSE_UP_CANVASES:
+        canvas = np.empty((int(height * size), int(width * size), 3), np.uint8)
+        canvas[:] = edge
+        left = (canvas.shape[1] - width) // 2
+        canvas[:height, left:left + width] = rgb
+        found = []
+        for marks in detector.detect_all(canvas):
+            marks = marks.moved(-left, 0)
+            inside = np.all((marks.image >= 0) & (marks.image < (width, height)), axis=1)
+            marks = PoseLandmarks(marks.world, marks.image, np.where(inside, marks.visibility, 0.0))
+            if (marks.visibility >= VISIBLE).sum() >= MIN_SEEN:
+                add_new(found, [marks])
+        if found:
+            return found
+    return []

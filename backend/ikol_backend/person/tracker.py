@@ -1,95 +1,196 @@
-"""One person followed through a clip with BlazePose, which itself sees one person at a time.
+"""Everyone followed through a clip (or a list of stills), each on a track with an identity.
 
-At the start (the first frame of a clip, the first of a list of stills) everyone is found,
-small people too (`finding.find_everyone`), and ranked by box area, largest first, so
-`--person 0` is the largest person at the start.
+Each frame, people are looked for where the tracks predict them (a window around each
+track's predicted box; windows that overlap are looked at together) and, at the start and then
+every SEARCH_EVERY_S seconds or while a track is missing, in the whole frame; every SURVEY_EVERY_S
+seconds the frame is searched thoroughly (`finding.find_everyone`: windows across it too). A
+person found twice is kept once. Detections are then given to tracks in one global assignment
+per frame (`scipy.optimize.linear_sum_assignment`) on a cost made of where the track predicts
+the person (box overlap and landmark distance, constant velocity) and how they look (colour
+histograms of the torso and the legs). A track not seen in a frame is missing there, never
+filled by someone else; it waits up to KEEP_MISSING_S seconds to be found again (occlusion,
+leaving the picture), after which it ends. Detections no track takes start new tracks.
 
-Following the chosen person: in a clip, BlazePose's video mode (which follows its person from
-the last landmarks, the fast way) is asked first, and its answer is taken while its box
-overlaps the last one, so it is the same person; once it shows someone else it is not asked
-again. Otherwise BlazePose looks only inside the last box grown by half its size (so it cannot
-jump to someone else). When it finds nobody there, everyone in the whole frame is found again
-(`finding.find_people`, the quick whole-frame search) and the person whose box overlaps the
-last one most is taken, if the overlap is large enough; otherwise the frame has no person.
-After a long gap (the person left the picture) the search accepts the largest person again.
-
-Pixels: x right, y down, origin at the image's top-left corner.
+Pixels: x right, y down, origin at the image's top-left corner; times in frames of the clip.
 """
 
-from dataclasses import replace
+from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from ..frontends.blazepose import BlazePose, PoseLandmarks
-from .finding import Box, find_everyone, find_people, landmarks_box
+from .finding import VISIBLE, Box, add_new, find_everyone, find_in, landmarks_box
 
-SEARCH_GROWTH = 0.5  # the search window is the last box grown by this fraction of its size
-MIN_OVERLAP = 0.2  # intersection over union with the last box to count as the same person
-GAP_FRAMES = 30  # frames without the person after which anyone may be taken again
+SEARCH_EVERY_S = 0.5  # seconds between whole-frame looks for people who came in
+SURVEY_EVERY_S = 4.0  # seconds between thorough searches (small people)
+KEEP_MISSING_S = 2.0  # seconds a track waits, unseen, before it ends
+WINDOW_GROWTH = 0.5  # a track's window is its predicted box grown by this share of its size
+VELOCITY_MEMORY = 0.6  # weight of the previous velocity in the smoothed one
+APPEARANCE_MEMORY = 0.8  # weight of the track's colours against a new detection's
+MAX_COST = 1.2  # an assignment costing more than this is refused
+# Landmarks compared between a track's prediction and a detection: shoulders to ankles.
+BODY = np.array([11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])
+TORSO = np.array([11, 12, 23, 24])
+HISTOGRAM_BINS = (12, 6)  # hue, saturation
 
 
-class PersonTracker:
-    """The `person`-th largest person at the start, followed frame to frame.
+@dataclass
+class Track:
+    """One person: where they were seen and how they look.
 
-    `detector` looks at each image afresh; `video`, a BlazePose in video mode fed every frame
-    of one clip, or None (still images). `track(rgb)` gives the person's landmarks in the frame
-    (image landmarks in the frame's pixels), or None when they are not found there.
+    Attributes:
+        identity: numbered from 0 in order of creation.
+        first_frame: the frame (call number) they were first seen in.
+        frames: the frames they were seen in, in order.
+        areas: their box's area in each of those frames, pixels².
     """
 
-    def __init__(self, detector: BlazePose, person: int = 0, video: BlazePose | None = None):
-        if person < 0:
-            raise ValueError(f"person must be 0 or more, got {person}")
+    identity: int
+    first_frame: int
+    box: Box
+    marks: PoseLandmarks
+    appearance: np.ndarray
+    last_seen: int
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px per frame
+    frames: list[int] = field(default_factory=list)
+    areas: list[float] = field(default_factory=list)
+
+    def predicted_box(self, frame: int) -> Box:
+        dx, dy = self.velocity * (frame - self.last_seen)
+        return self.box.moved(dx, dy)
+
+    def predicted_marks(self, frame: int) -> np.ndarray:
+        return self.marks.image + self.velocity * (frame - self.last_seen)
+
+
+class PeopleTracker:
+    """Everyone in a sequence of frames, each on their own track.
+
+    `detector` looks at each image afresh (not in video mode); `frame_rate` (frames per second)
+    sets how often the whole frame is searched and how long a track waits unseen.
+    `update(rgb)` takes the next (H, W, 3) uint8 RGB frame and gives {track identity:
+    landmarks} for the people seen in it; `tracks` holds every track so far.
+    """
+
+    def __init__(self, detector: BlazePose, frame_rate: float):
         self.detector = detector
-        self.video = video if person == 0 else None  # video mode follows the most prominent
-        self.person = person
-        self.box: Box | None = None
-        self.frames_missing = 0
-        self.people_at_start = 0
-        self.started = False  # whether the first frame's thorough search has been made
+        self.tracks: list[Track] = []
+        self.frame = -1
+        self._search_every = max(1, round(SEARCH_EVERY_S * frame_rate))
+        self._survey_every = max(1, round(SURVEY_EVERY_S * frame_rate))
+        self._keep_missing = max(1, round(KEEP_MISSING_S * frame_rate))
 
-    def track(self, rgb: np.ndarray) -> PoseLandmarks | None:
-        marks = self._follow_video(rgb) if self.video is not None else None
-        if marks is None and self.box is not None:
-            marks = self._follow(rgb)
-        if marks is None:
-            marks = self._search(rgb)
-        if marks is None:
-            self.frames_missing += 1
-            return None
-        self.box = landmarks_box(marks)
-        self.frames_missing = 0
-        return marks
+    def live(self) -> list[Track]:
+        """The tracks still waiting to be seen again (or seen in the last frame)."""
+        return [t for t in self.tracks if self.frame - t.last_seen <= self._keep_missing]
 
-    def _follow_video(self, rgb: np.ndarray) -> PoseLandmarks | None:
-        """BlazePose's video mode, if it shows the person being followed."""
-        marks = self.video.detect(rgb)
-        if self.box is None or marks is None:
-            return None
-        if landmarks_box(marks).iou(self.box) < MIN_OVERLAP:
-            self.video = None  # it follows someone else now
-            return None
-        return marks
+    def update(self, rgb: np.ndarray) -> dict[int, PoseLandmarks]:
+        self.frame += 1
+        tracks = self.live()
+        found = self._detections(rgb, tracks)
+        hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV) if found else None
+        looks = [appearance(hsv, marks) for marks in found]
+        pairs = self._assign(tracks, found, looks)
+        seen = {}
+        for track_index, found_index in pairs:
+            track = tracks[track_index]
+            self._seen(track, found[found_index], looks[found_index])
+            seen[track.identity] = track.marks
+        taken = {found_index for _, found_index in pairs}
+        for index, marks in enumerate(found):
+            if index not in taken:
+                track = Track(len(self.tracks), self.frame, landmarks_box(marks), marks,
+                              looks[index], self.frame)
+                track.frames.append(self.frame)
+                track.areas.append(track.box.area)
+                self.tracks.append(track)
+                seen[track.identity] = marks
+        return seen
 
-    def _follow(self, rgb: np.ndarray) -> PoseLandmarks | None:
-        """Look for the person only near their last box."""
+    def _detections(self, rgb: np.ndarray, tracks: list[Track]) -> list[PoseLandmarks]:
+        """Everyone found this frame: near each track, and in the whole frame when it is time."""
         height, width = rgb.shape[:2]
-        window = self.box.grown(SEARCH_GROWTH, width, height)
-        rows, cols = window.pixels()
-        marks = self.detector.detect(np.ascontiguousarray(rgb[rows, cols]))
-        if marks is None:
-            return None
-        return replace(marks, image=marks.image + (cols.start, rows.start))
+        found: list[PoseLandmarks] = []
+        if self.frame % self._survey_every == 0:
+            add_new(found, find_everyone(self.detector, rgb))
+        elif self.frame % self._search_every == 0 or any(t.last_seen < self.frame - 1 for t in tracks):
+            add_new(found, find_in(self.detector, rgb))
+        for window in _merged([t.predicted_box(self.frame).grown(WINDOW_GROWTH, width, height)
+                               for t in tracks]):
+            add_new(found, find_in(self.detector, rgb, window))
+        return found
 
-    def _search(self, rgb: np.ndarray) -> PoseLandmarks | None:
-        """Look at the whole frame: the chosen person at the start, else the one where they were."""
-        people = (find_people if self.started else find_everyone)(self.detector, rgb)
-        self.started = True
-        if self.box is None or self.frames_missing >= GAP_FRAMES:
-            if self.box is None:
-                self.people_at_start = max(self.people_at_start, len(people))
-            index = self.person if self.box is None else 0
-            return people[index] if index < len(people) else None
-        overlaps = [landmarks_box(marks).iou(self.box) for marks in people]
-        if overlaps and max(overlaps) >= MIN_OVERLAP:
-            return people[int(np.argmax(overlaps))]
-        return None
+    def _assign(self, tracks: list[Track], found: list[PoseLandmarks],
+                looks: list[np.ndarray]) -> list[tuple[int, int]]:
+        """(track index, detection index) pairs of one global least-cost assignment."""
+        if not tracks or not found:
+            return []
+        from scipy.optimize import linear_sum_assignment
+
+        cost = np.array([[self._cost(track, marks, look) for marks, look in zip(found, looks)]
+                         for track in tracks])
+        rows, cols = linear_sum_assignment(np.minimum(cost, 10 * MAX_COST))
+        return [(r, c) for r, c in zip(rows, cols) if cost[r, c] <= MAX_COST]
+
+    def _cost(self, track: Track, marks: PoseLandmarks, look: np.ndarray) -> float:
+        """How unlikely `marks` is to be `track`'s person: 0 for a perfect match; above
+        MAX_COST for someone else. The further the track is from its last sighting, the
+        less its predicted place counts against the detection."""
+        unseen = self.frame - track.last_seen
+        box = landmarks_box(marks)
+        predicted = track.predicted_box(self.frame)
+        size = max(predicted.size, 1.0)
+        reach = 1.0 + 0.15 * (unseen - 1)  # the prediction's spread grows with time unseen
+        travel = np.linalg.norm(box.centre - predicted.centre) / (size * reach)
+        if travel > 1.0 or not 0.4 < box.size / size < 2.5:
+            return np.inf  # too far, or a very different size: not this person
+        seen = (marks.visibility[BODY] >= VISIBLE) & (track.marks.visibility[BODY] >= VISIBLE)
+        offsets = np.linalg.norm(marks.image[BODY] - track.predicted_marks(self.frame)[BODY], axis=1)
+        landmarks = float(np.median(offsets[seen])) / (size * reach) if seen.any() else travel
+        colours = cv2.compareHist(track.appearance, look, cv2.HISTCMP_BHATTACHARYYA)
+        return (1.0 - box.iou(predicted)) / reach + 2.0 * landmarks + 1.5 * colours
+
+    def _seen(self, track: Track, marks: PoseLandmarks, look: np.ndarray) -> None:
+        box = landmarks_box(marks)
+        step = (box.centre - track.box.centre) / (self.frame - track.last_seen)
+        track.velocity = VELOCITY_MEMORY * track.velocity + (1 - VELOCITY_MEMORY) * step
+        track.box, track.marks, track.last_seen = box, marks, self.frame
+        track.appearance = (APPEARANCE_MEMORY * track.appearance
+                            + (1 - APPEARANCE_MEMORY) * look).astype(np.float32)
+        track.frames.append(self.frame)
+        track.areas.append(box.area)
+
+
+def appearance(hsv: np.ndarray, marks: PoseLandmarks) -> np.ndarray:
+    """Normalised hue-saturation histograms (float32) of the torso (the box of the shoulders
+    and hips, shrunk) and the legs (hips to knees) in the (H, W, 3) HSV frame, end to end."""
+    parts = [marks.image[TORSO], marks.image[[23, 24, 25, 26]]]
+    histograms = []
+    height, width = hsv.shape[:2]
+    for points in parts:
+        low, high = points.min(axis=0), points.max(axis=0)
+        centre, half = (low + high) / 2, 0.3 * (high - low)
+        box = Box(*(centre - half), *(centre + half)).intersection(Box(0, 0, width, height))
+        rows, cols = box.pixels()
+        patch = np.ascontiguousarray(hsv[rows, cols])
+        hist = (cv2.calcHist([patch], [0, 1], None, list(HISTOGRAM_BINS), [0, 180, 0, 256])
+                if patch.size else np.zeros(HISTOGRAM_BINS, np.float32))
+        histograms.append(hist.ravel())
+    joined = np.concatenate(histograms).astype(np.float32)
+    return joined / max(float(joined.sum()), 1e-6)
+
+
+def _merged(boxes: list[Box]) -> list[Box]:
+    """The boxes with each group of overlapping ones replaced by the box around the group."""
+    merged: list[Box] = []
+    for box in boxes:
+        while True:
+            overlapping = [m for m in merged if m.intersection(box).area > 0]
+            if not overlapping:
+                break
+            for m in overlapping:
+                merged.remove(m)
+                box = Box(min(box.x0, m.x0), min(box.y0, m.y0), max(box.x1, m.x1), max(box.y1, m.y1))
+        merged.append(box)
+    return merged
