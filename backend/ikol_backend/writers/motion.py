@@ -3,6 +3,7 @@ written atomically."""
 
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -82,3 +83,45 @@ def _check_not_folder(path: Path) -> None:
 
 def _folder(path: Path) -> Path:
     return path.parent if str(path.parent) else Path(".")
+
+
+PERSON_FILE = "person{}.npz"  # `--people all`: one motion file per person in the output folder
+
+
+def check_people_output(folder: Path) -> None:
+    """Fail early, before any work, when `folder` (the output of `--people all`) is a file,
+    or it is missing and cannot be made (its parent missing or not writable)."""
+    if folder.exists() and not folder.is_dir():
+        raise BackendError("output_unwritable", f"--people all writes a folder, but {folder} is a file")
+    check_output(folder / PERSON_FILE.format(0)) if folder.is_dir() else check_output(folder)
+
+
+def write_people(folder: Path, people: list[dict[str, np.ndarray]]) -> list[str]:
+    """Write one motion file per person, `PERSON_FILE` numbered from 0, into `folder` (made if
+    missing); returns their names. All or nothing: the files are first written to a temporary
+    folder beside `folder`, then moved in; files of an earlier run numbered beyond these are
+    removed, so the folder holds exactly this run's people."""
+    check_people_output(folder)
+    parent = _folder(folder)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise BackendError("output_unwritable",
+                           f"Cannot write to the output folder {parent}: {exc.strerror}") from exc
+    names = [PERSON_FILE.format(number) for number in range(len(people))]
+    try:
+        for name, arrays in zip(names, people):
+            write_motion(staging / name, arrays)
+        if not folder.exists():
+            os.chmod(staging, 0o777 & ~_umask())  # as a plainly made folder; mkdtemp gives 0700
+            os.replace(staging, folder)
+            return names
+        for name in names:
+            os.replace(staging / name, folder / name)
+        for stale in folder.glob(PERSON_FILE.format("*")):
+            if stale.name not in names and stale.stem[len("person"):].isdigit():
+                stale.unlink()
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return names
