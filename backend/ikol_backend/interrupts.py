@@ -1,5 +1,7 @@
-"""SIGINT and SIGTERM (the add-on's Cancel) end the backend like Ctrl-C: a KeyboardInterrupt
-that unwinds, so partial files are removed, and then exit 130 with an `interrupted` error.
+"""SIGINT and SIGTERM (the add-on's Cancel), and on Windows SIGBREAK (the Cancel there: a
+console break to the backend's process group), end the backend like Ctrl-C: a
+KeyboardInterrupt that unwinds, so partial files are removed, and then exit 130 with an
+`interrupted` error.
 
 Installed first thing, before torch and MediaPipe load (a second or two), so a signal during
 start-up ends the same way. A signal that lands while a module is being imported ends the
@@ -15,6 +17,8 @@ from types import FrameType
 
 EXIT_INTERRUPTED = 130
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+if sys.platform == "win32":
+    SIGNALS += (signal.SIGBREAK,)  # a console break: how the add-on's Cancel reaches us there
 
 
 def _inside_an_import(frame: FrameType | None) -> bool:
@@ -32,7 +36,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def end_on_signals() -> None:
-    """From now on SIGINT and SIGTERM raise KeyboardInterrupt in the main thread."""
+    """From now on SIGNALS raise KeyboardInterrupt in the main thread."""
     for number in SIGNALS:
         signal.signal(number, _raise_interrupt)
 

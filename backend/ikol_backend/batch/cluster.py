@@ -1,10 +1,11 @@
 """Batch workers as Ray actors, on an existing Ray cluster or a private single-machine Ray.
 
 `--ray ADDRESS`: `auto` (the cluster this machine belongs to, or RAY_ADDRESS), `HOST:PORT`
-(a head node's GCS address), `ray://HOST:PORT` (Ray Client) or `local`: a private Ray head on
-127.0.0.1, started here with Ray's own `ray start --head --block` in a process group of its
-own (with a fresh token of Ray's token authentication) and ended with that whole group at the
-end, so that no Ray process outlives the batch, however it is interrupted (but SIGKILL). Each worker is an actor (`worker.RayWorker`, two threads)
+(a head node's GCS address), `ray://HOST:PORT` (Ray Client) or `local`: a private Ray head
+listening on 127.0.0.1 only, with a fresh token of Ray's token authentication, started and
+ended by a keeper process of its own (`ray_head`): it ends exactly that head's processes
+when the batch ends, however it ends (SIGKILL of the batch included). Each worker is an
+actor (`worker.RayWorker`, two threads)
 asking Ray for one CPU, and with `--device cuda` also `gpu_share` of a GPU; it loads torch and
 the models once and takes one job after another. While a job runs, the coordinator keeps one
 `poll` call open on its actor for the job's messages (plain actor calls: Ray Client has no
@@ -21,7 +22,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,13 +33,15 @@ from typing import Any
 
 from ..errors import BackendError
 from ..interrupts import end_on_signals
+from ..process_group import KILL_WAIT_S, end_group, group_options
 from .local import cpu_count
+from .ray_head import HEAD_STOP_S, LOG_NAME, SINGLE_MACHINE
 from .worker import Job, Outcome, RayWorker
 
 POLL_WAIT_S = 0.5  # a poll call returns after this long when the job has nothing to say
 INIT_WAIT_S = 60.0  # an interrupted batch waits this long for ray.init to end, to shut Ray down
 HEAD_START_S = 120.0  # a private Ray head must be up within this long
-HEAD_STOP_S = 2.0  # after SIGTERM, a private Ray's process group gets this long before SIGKILL
+KEEPER_STOP_S = HEAD_STOP_S + KILL_WAIT_S + 5.0  # its keeper must have ended it within this long
 
 
 class _Slot:
@@ -238,53 +240,55 @@ class _NoSigtermNote(logging.Filter):
 
 
 class PrivateRay:
-    """`--ray local`: a Ray head on 127.0.0.1 with this machine's CPUs, for this batch only."""
+    """`--ray local`: a Ray head on 127.0.0.1 with this machine's CPUs, for this batch only,
+    run by its keeper (`python -m ikol_backend.batch.ray_head`)."""
 
     def __init__(self) -> None:
         self.folder: Path | None = None
-        self.process: subprocess.Popen | None = None
-        # Token authentication with a token of its own, for the head and for this driver.
-        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+        self.keeper: subprocess.Popen | None = None
+        # Token authentication with a token of its own, for the head and for this driver; Ray's
+        # single-machine mode, so that this driver too is on 127.0.0.1 (read as Ray loads).
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
+                          **SINGLE_MACHINE)
 
     def start(self) -> str:
         """Start the head; its GCS address once Ray says it runs."""
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port, client_port = _free_port(), _free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="ikol-ray-"))  # short: Ray's sockets live here
-        log = self.folder / "ray-start.log"
-        with open(log, "wb") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-                 "--node-ip-address=127.0.0.1", f"--port={port}", f"--num-cpus={cpu_count()}",
-                 f"--temp-dir={self.folder / 'ray'}", "--include-dashboard=false",
-                 "--disable-usage-stats"],
-                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                start_new_session=True)
+        (self.folder / LOG_NAME).touch()
+        self.keeper = subprocess.Popen(
+            [sys.executable, "-m", "ikol_backend.batch.ray_head", str(self.folder), str(port),
+             str(client_port), str(cpu_count())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **group_options())
+        said: list[str] = []
+        reader = threading.Thread(target=lambda: said.append(self.keeper.stdout.readline()),
+                                  daemon=True, name="ray-head")
+        reader.start()
         began = time.monotonic()
-        while b"Ray runtime started" not in log.read_bytes():
-            if self.process.poll() is not None or time.monotonic() - began > HEAD_START_S:
-                tail = log.read_text(errors="replace").strip().splitlines()[-1:]
-                raise BackendError("cluster_unavailable",
-                                   f"A private Ray (--ray local) did not start: {' '.join(tail)}")
-            time.sleep(0.1)
+        while reader.is_alive() and time.monotonic() - began < HEAD_START_S:
+            reader.join(timeout=0.2)  # short waits: a signal meanwhile interrupts at once
+        line = said[0].strip() if said else f"not up after {HEAD_START_S:.0f} s"
+        if line != "started":
+            raise BackendError("cluster_unavailable", f"A private Ray (--ray local) did not "
+                                                      f"start: {line or 'its keeper ended'}")
         return f"127.0.0.1:{port}"
 
     def stop(self) -> None:
-        """End the head's whole process group (Ray's own processes and workers) and remove its
-        folder."""
-        if self.process is not None:
-            for number in (signal.SIGTERM, signal.SIGKILL):  # SIGKILL: whatever is left of it
-                try:
-                    os.killpg(self.process.pid, number)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.process.wait(timeout=HEAD_STOP_S)
-                except subprocess.TimeoutExpired:
-                    pass
-            self.process.wait()
-            self.process = None
+        """Have the keeper end the head (its standard input closes), and remove its folder."""
+        if self.keeper is not None:
+            try:
+                self.keeper.stdin.close()
+                self.keeper.wait(timeout=KEEPER_STOP_S)
+            except (OSError, subprocess.TimeoutExpired):
+                end_group(self.keeper, 0.0)
+            self.keeper = None
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
+
+
+def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,7 +1,7 @@
 """Long-lived local worker processes: `python -m ikol_backend.batch.serve`, one per worker.
 
-Each worker is started without a shell, in a session of its own (a Ctrl-C at the terminal
-reaches only the coordinator, which ends the workers itself), with the same Python and
+Each worker is started without a shell, in a process group of its own (process_group: a
+Ctrl-C at the terminal reaches only the coordinator, which ends the workers itself), with the same Python and
 environment; with GPUs, each gets one (CUDA_VISIBLE_DEVICES), round robin. A thread per worker
 reads its messages into one queue; a worker whose pipe closes has died, and the job it held is
 reported `lost` so the runner can try it again on a fresh worker.
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError
+from ..process_group import group_options
 from . import pipe
 from .worker import Job
 
@@ -46,7 +47,7 @@ class _Process:
                  messages: queue.SimpleQueue):
         self.slot = slot
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        env=env, start_new_session=True)
+                                        env=env, **group_options())
         self.label: str | None = None  # known once the worker is ready
         self.job: Job | None = None
         self.closing = False
