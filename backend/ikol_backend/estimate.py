@@ -31,7 +31,7 @@ from .body.tree import NUM_JOINTS, NUM_POINTS
 from .camera import DEFAULT_FOV_DEG, intrinsics, view_to_camera
 from .errors import BackendError
 from .events import Events
-from .frontends.blazepose import BlazePose, MirroredPass, PoseLandmarks
+from .frontends.blazepose import MirroredPass, PoseLandmarks
 from .frontends.blazepose_to_smpl import REST_SIDES, SIDE_JOINTS, SIDE_SEEN
 from .frontends.ikol_net import IkolNetFrontEnd
 from .ik.ikol_layer import SwingProblem, ikol
@@ -57,7 +57,7 @@ FOCAL_PRIOR_SPREAD = 0.1  # relative spread of the focal length's prior (measure
 FOCAL_RANGE = 3.0  # the fitted focal length stays within this factor of the prior's
 KEYPOINT_NOISE = 0.01  # 2D keypoint noise as a fraction of the image's long side
 # Crops per network batch: its 24 heatmaps of 64^3 take about 25 MB per crop in float32.
-NETWORK_BATCH = {"cuda": 64, "cpu": 8}
+NETWORK_BATCH = {"cuda": 64, "mps": 8, "cpu": 8}  # mps: not measured (no Mac here)
 
 
 @dataclasses.dataclass
@@ -162,8 +162,7 @@ def estimate_motion(inputs: Sequence[Path], events: Events, options: EstimateOpt
     frames = iter(source)
     # Photos get a second, mirrored look (MirroredPass); a clip gets its neighbouring frames
     # instead: there the mirrored pass halved the speed and changed no measure (docs/accuracy.md).
-    with BlazePose() as detector, (nullcontext() if is_video else MirroredPass()) as mirror:
-        tracker = PeopleTracker(detector, frame_rate)
+    with PeopleTracker(frame_rate) as tracker, (nullcontext() if is_video else MirroredPass()) as mirror:
         while True:
             with clock("decode"):
                 frame = next(frames, None)
@@ -393,14 +392,17 @@ def _check_options(options: EstimateOptions) -> None:
 
 
 def _device(name: str) -> torch.device:
-    """The torch device for "auto", "cpu" or "cuda"; a clear error when CUDA is missing."""
+    """The torch device for one of DEVICES: "auto" is CUDA, else Apple's GPU (MPS), else the
+    CPU; a clear error when the GPU asked for is missing."""
     if name not in DEVICES:
         raise BackendError("bad_option", f"Unknown device {name!r}; choose from {', '.join(DEVICES)}.")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BackendError("bad_option", "--device cuda was asked for, but torch sees no CUDA "
-                                         "device here (run `ikol-backend doctor`).")
+    present = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(),
+               "cpu": True}
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(next(device for device, found in present.items() if found))
+    if not present[name]:
+        raise BackendError("bad_option", f"--device {name} was asked for, but torch sees no "
+                                         f"{name.upper()} device here (run `ikol-backend doctor`).")
     return torch.device(name)
 
 

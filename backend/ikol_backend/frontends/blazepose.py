@@ -49,18 +49,21 @@ class BlazePose:
     `detect_all(rgb)` gives everyone it sees in the image (up to `max_people`), most prominent
     first; `detect(rgb)` the most prominent person only. `video=True` follows people across
     consecutive frames of one clip (MediaPipe's video mode: each call is the next frame);
-    otherwise every image is looked at afresh. No landmark smoothing (that is `--smooth`'s).
+    otherwise every image is looked at afresh. `min_presence`: the landmark model's confidence
+    that a person is in its crop, below which they are dropped (in video: no longer followed).
+    No landmark smoothing (that is `--smooth`'s).
     """
 
     def __init__(self, video: bool = False, min_detection_confidence: float = 0.5,
-                 max_people: int = MAX_PEOPLE):
+                 max_people: int = MAX_PEOPLE, min_presence: float = 0.5):
         os.environ.setdefault("GLOG_minloglevel", "2")
         from mediapipe.tasks.python import BaseOptions, vision  # heavy import, kept local
 
         mode = vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE
         options = vision.PoseLandmarkerOptions(
             base_options=BaseOptions(model_asset_buffer=_model_bundle()), running_mode=mode,
-            num_poses=max_people, min_pose_detection_confidence=min_detection_confidence)
+            num_poses=max_people, min_pose_detection_confidence=min_detection_confidence,
+            min_pose_presence_confidence=min_presence, min_tracking_confidence=min_presence)
         with _native_stderr_silenced():  # TensorFlow Lite's start-up notes
             self._landmarker = vision.PoseLandmarker.create_from_options(options)
         self._video = video

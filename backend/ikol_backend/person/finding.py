@@ -22,8 +22,10 @@ from ..frontends.blazepose import BlazePose, PoseLandmarks
 VISIBLE = 0.5  # landmark visibility from which a landmark counts as seen
 MIN_SEEN = 8  # landmarks seen, of 33, for a detection to be a person (not a glove or a hand)
 SAME_PERSON = 0.15  # median landmark distance, as a share of the box's long side: the same person
+SAME_BOX = 0.5  # boxes overlapping this much (intersection over union): the same person
 PART_OF = 0.7  # share of a smaller box inside a known person's box: a part of that person
-MIN_WINDOW = 96  # pixels: smaller windows are not searched
+MIN_WINDOW = 96  # pixels: windows across the frame are at least this wide
+MIN_LOOK = 32  # pixels: a window narrower than this (a track's, cut by the frame) is not looked in
 CUT_MARGIN = 0.02  # share of a window's side: a box this close to an inner edge is cut by it
 CLOSE_UP_CANVASES = (1.5, 2.0, 3.0)  # canvases a close-up is shrunk into, in frame sizes
 
@@ -84,9 +86,13 @@ def landmarks_box(marks: PoseLandmarks) -> Box:
 
 
 def same_person(a: PoseLandmarks, b: PoseLandmarks) -> bool:
-    """Whether two detections mark the same person: their landmarks nearly coincide."""
-    size = max(landmarks_box(a).size, landmarks_box(b).size, 1.0)
-    return float(np.median(np.linalg.norm(a.image - b.image, axis=1))) < SAME_PERSON * size
+    """Whether two detections mark the same person: their landmarks nearly coincide, or their
+    boxes mostly overlap (the same person marked twice, facing two ways, or someone mostly
+    hidden behind them: one of the two is all that can be told apart)."""
+    box_a, box_b = landmarks_box(a), landmarks_box(b)
+    size = max(box_a.size, box_b.size, 1.0)
+    return (box_a.iou(box_b) >= SAME_BOX
+            or float(np.median(np.linalg.norm(a.image - b.image, axis=1))) < SAME_PERSON * size)
 
 
 def find_in(detector: BlazePose, rgb: np.ndarray, window: Box | None = None) -> list[PoseLandmarks]:
@@ -95,6 +101,8 @@ def find_in(detector: BlazePose, rgb: np.ndarray, window: Box | None = None) -> 
     with too few seen landmarks to be a person, are left out."""
     if window is None:
         window = Box(0, 0, rgb.shape[1], rgb.shape[0])
+    if min(window.x1 - window.x0, window.y1 - window.y0) < MIN_LOOK:
+        return []
     rows, cols = window.pixels()
     found = []
     for marks in detector.detect_all(rgb[rows, cols]):

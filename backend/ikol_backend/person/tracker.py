@@ -1,15 +1,16 @@
 """Everyone followed through a clip (or a list of stills), each on a track with an identity.
 
-Each frame, people are looked for where the tracks predict them (a window around each
-track's predicted box; windows that overlap are looked at together) and, at the start and then
-every SEARCH_EVERY_S seconds or while a track is missing, in the whole frame; every SURVEY_EVERY_S
-seconds the frame is searched thoroughly (`finding.find_everyone`: windows across it too). A
-person found twice is kept once. Detections are then given to tracks in one global assignment
-per frame (`scipy.optimize.linear_sum_assignment`) on a cost made of where the track predicts
-the person (box overlap and landmark distance, constant velocity) and how they look (colour
-histograms of the torso and the legs). A track not seen in a frame is missing there, never
-filled by someone else; it waits up to KEEP_MISSING_S seconds to be found again (occlusion,
-leaving the picture), after which it ends. Detections no track takes start new tracks.
+Each frame, BlazePose in video mode (the follower) gives everyone it follows from their last
+landmarks and everyone its detector finds; at the start and every SURVEY_EVERY_S seconds the
+frame is also searched thoroughly (`finding.find_everyone`: windows across it, for small
+people). Detections are given to tracks in one global assignment per frame
+(`scipy.optimize.linear_sum_assignment`) on a cost made of where the track predicts the person
+(box overlap and landmark distance, constant velocity) and how they look (colour histograms
+of the torso and the legs). A track left without a detection is looked for again in a window
+around its predicted box (small people, people beside others), then assigned again. A track
+not seen in a frame is missing there, never filled by someone else; it waits up to
+KEEP_MISSING_S seconds to be found again (occlusion, leaving the picture), after which it
+ends. Detections no track takes start new tracks.
 
 Pixels: x right, y down, origin at the image's top-left corner; times in frames of the clip.
 """
@@ -20,15 +21,15 @@ import cv2
 import numpy as np
 
 from ..frontends.blazepose import BlazePose, PoseLandmarks
-from .finding import VISIBLE, Box, add_new, find_everyone, find_in, landmarks_box
+from .finding import MIN_SEEN, VISIBLE, Box, add_new, find_everyone, find_in, landmarks_box, same_person
 
-SEARCH_EVERY_S = 0.5  # seconds between whole-frame looks for people who came in
 SURVEY_EVERY_S = 4.0  # seconds between thorough searches (small people)
 KEEP_MISSING_S = 2.0  # seconds a track waits, unseen, before it ends
 WINDOW_GROWTH = 0.5  # a track's window is its predicted box grown by this share of its size
 VELOCITY_MEMORY = 0.6  # weight of the previous velocity in the smoothed one
 APPEARANCE_MEMORY = 0.8  # weight of the track's colours against a new detection's
-MAX_COST = 1.2  # an assignment costing more than this is refused
+MAX_COST = 1.5  # an assignment costing more than this is refused
+FOLLOW_PRESENCE = 0.3  # the follower keeps a person while its landmark model is this sure
 # Landmarks compared between a track's prediction and a detection: shoulders to ankles.
 BODY = np.array([11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])
 TORSO = np.array([11, 12, 23, 24])
@@ -67,19 +68,28 @@ class Track:
 class PeopleTracker:
     """Everyone in a sequence of frames, each on their own track.
 
-    `detector` looks at each image afresh (not in video mode); `frame_rate` (frames per second)
-    sets how often the whole frame is searched and how long a track waits unseen.
+    Use as a context manager. It holds two BlazePose landmarkers: `detector` looks at each
+    image afresh; `follower`, in video mode, is fed every frame (it follows everyone it has
+    seen from their last landmarks, and looks for more). `frame_rate` (frames per second) sets
+    how often the frame is surveyed thoroughly and how long a track waits unseen.
     `update(rgb)` takes the next (H, W, 3) uint8 RGB frame and gives {track identity:
     landmarks} for the people seen in it; `tracks` holds every track so far.
     """
 
-    def __init__(self, detector: BlazePose, frame_rate: float):
-        self.detector = detector
+    def __init__(self, frame_rate: float):
+        self.detector = BlazePose()
+        self.follower = BlazePose(video=True, min_presence=FOLLOW_PRESENCE)
         self.tracks: list[Track] = []
         self.frame = -1
-        self._search_every = max(1, round(SEARCH_EVERY_S * frame_rate))
         self._survey_every = max(1, round(SURVEY_EVERY_S * frame_rate))
         self._keep_missing = max(1, round(KEEP_MISSING_S * frame_rate))
+
+    def __enter__(self) -> "PeopleTracker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detector.__exit__(*exc)
+        self.follower.__exit__(*exc)
 
     def live(self) -> list[Track]:
         """The tracks still waiting to be seen again (or seen in the last frame)."""
@@ -88,38 +98,51 @@ class PeopleTracker:
     def update(self, rgb: np.ndarray) -> dict[int, PoseLandmarks]:
         self.frame += 1
         tracks = self.live()
-        found = self._detections(rgb, tracks)
-        hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV) if found else None
+        hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
+        found = self._everyone(rgb)
+        seen = self._match(tracks, found, hsv)
+        missing = [t for t in tracks if t.identity not in seen]
+        if missing:  # look again where they should be: small people, people beside others
+            height, width = rgb.shape[:2]
+            nearby: list[PoseLandmarks] = []
+            for window in _merged([t.predicted_box(self.frame).grown(WINDOW_GROWTH, width, height)
+                                   for t in missing]):
+                add_new(nearby, find_in(self.detector, rgb, window))
+            nearby = [m for m in nearby if not any(same_person(m, s) for s in seen.values())]
+            seen |= self._match(missing, nearby, hsv)
+            found += nearby
+        for marks in found:
+            if not any(marks is s for s in seen.values()):
+                seen[self._start(marks, hsv).identity] = marks
+        return seen
+
+    def _everyone(self, rgb: np.ndarray) -> list[PoseLandmarks]:
+        """Everyone the follower sees this frame, and at the start and every SURVEY_EVERY_S
+        those a thorough search finds (small people) too."""
+        found: list[PoseLandmarks] = []
+        add_new(found, [m for m in self.follower.detect_all(rgb) if (m.visibility >= VISIBLE).sum() >= MIN_SEEN])
+        if self.frame % self._survey_every == 0:
+            add_new(found, find_everyone(self.detector, rgb))
+        return found
+
+    def _match(self, tracks: list[Track], found: list[PoseLandmarks],
+               hsv: np.ndarray) -> dict[int, PoseLandmarks]:
+        """Give `found` to `tracks` (one global assignment) and update the tracks matched."""
         looks = [appearance(hsv, marks) for marks in found]
-        pairs = self._assign(tracks, found, looks)
         seen = {}
-        for track_index, found_index in pairs:
+        for track_index, found_index in self._assign(tracks, found, looks):
             track = tracks[track_index]
             self._seen(track, found[found_index], looks[found_index])
             seen[track.identity] = track.marks
-        taken = {found_index for _, found_index in pairs}
-        for index, marks in enumerate(found):
-            if index not in taken:
-                track = Track(len(self.tracks), self.frame, landmarks_box(marks), marks,
-                              looks[index], self.frame)
-                track.frames.append(self.frame)
-                track.areas.append(track.box.area)
-                self.tracks.append(track)
-                seen[track.identity] = marks
         return seen
 
-    def _detections(self, rgb: np.ndarray, tracks: list[Track]) -> list[PoseLandmarks]:
-        """Everyone found this frame: near each track, and in the whole frame when it is time."""
-        height, width = rgb.shape[:2]
-        found: list[PoseLandmarks] = []
-        if self.frame % self._survey_every == 0:
-            add_new(found, find_everyone(self.detector, rgb))
-        elif self.frame % self._search_every == 0 or any(t.last_seen < self.frame - 1 for t in tracks):
-            add_new(found, find_in(self.detector, rgb))
-        for window in _merged([t.predicted_box(self.frame).grown(WINDOW_GROWTH, width, height)
-                               for t in tracks]):
-            add_new(found, find_in(self.detector, rgb, window))
-        return found
+    def _start(self, marks: PoseLandmarks, hsv: np.ndarray) -> Track:
+        track = Track(len(self.tracks), self.frame, landmarks_box(marks), marks,
+                      appearance(hsv, marks), self.frame)
+        track.frames.append(self.frame)
+        track.areas.append(track.box.area)
+        self.tracks.append(track)
+        return track
 
     def _assign(self, tracks: list[Track], found: list[PoseLandmarks],
                 looks: list[np.ndarray]) -> list[tuple[int, int]]:
@@ -149,7 +172,7 @@ class PeopleTracker:
         offsets = np.linalg.norm(marks.image[BODY] - track.predicted_marks(self.frame)[BODY], axis=1)
         landmarks = float(np.median(offsets[seen])) / (size * reach) if seen.any() else travel
         colours = cv2.compareHist(track.appearance, look, cv2.HISTCMP_BHATTACHARYYA)
-        return (1.0 - box.iou(predicted)) / reach + 2.0 * landmarks + 1.5 * colours
+        return (1.0 - box.iou(predicted)) / reach + landmarks + 1.5 * colours
 
     def _seen(self, track: Track, marks: PoseLandmarks, look: np.ndarray) -> None:
         box = landmarks_box(marks)
