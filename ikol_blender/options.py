@@ -17,8 +17,9 @@ FRONT_ENDS = (
      "preferences)"),
 )
 DEVICES = (
-    ("auto", "Auto", "The GPU when CUDA is available, else the CPU"),
+    ("auto", "Auto", "The GPU: CUDA, else Apple's GPU (MPS), else the CPU"),
     ("cuda", "CUDA", "An NVIDIA GPU through CUDA"),
+    ("mps", "Apple GPU", "Apple silicon's GPU through Metal (MPS)"),
     ("cpu", "CPU", "The CPU"),
 )
 FILLS = (
@@ -47,8 +48,8 @@ class EstimateOptions:
                             "%(default)s (the backend's)")
     fov: float | None = _option(None, "camera field of view across the long side, degrees "
                                 "(default: fitted to the footage)")
-    device: str = _option("auto", "where torch runs (default auto: CUDA when there is one)",
-                          DEVICES)
+    device: str = _option("auto", "where torch runs: mps is Apple's GPU (default auto: CUDA, "
+                          "else MPS, else the CPU)", DEVICES)
     smpl: Path | None = _option(None, "SMPL model file (.npz or .pkl) for the body")
     checkpoint: Path | None = _option(None, "IKOL network weights (.pth)", network=True)
     person: int = _option(0, "which person: 0 = the largest at the start (default), 1 = the next")

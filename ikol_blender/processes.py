@@ -2,21 +2,29 @@
 bounded time. No bpy here.
 
 Every child the add-on starts (the backend, the installer's steps, the doctor) runs through
-ProcessRun, in its own process group (`start_new_session=True`), so the whole group can be
-ended: SIGTERM first, so they can clean up, then SIGKILL for whatever ignores it. Neither wait
-is open-ended, so Cancel, unregistering the add-on or quitting Blender never hangs on a child
-that will not stop.
+ProcessRun, in a process group of its own, so the whole group can be ended: first asked to
+stop, so they can clean up, then killed, whatever ignores the request. On Linux and macOS the
+group is a new session, asked with SIGTERM and killed with SIGKILL; on Windows, which has
+neither, it is CREATE_NEW_PROCESS_GROUP, asked with a console break (CTRL_BREAK_EVENT: the
+backend takes it as an interrupt and removes its temporary files) and killed with `taskkill
+/T /F` (the process and everything it started). Neither wait is open-ended, so Cancel,
+unregistering the add-on or quitting Blender never hangs on a child that will not stop. (The
+backend has the same for its own children in its process_group module: neither side imports
+the other.)
 """
 
 import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
-from typing import TextIO
+from typing import Any, TextIO
 
-GRACE_S = 0.5  # seconds a child gets to end after SIGTERM
-KILL_WAIT_S = 5.0  # seconds to wait for the kernel to end it after SIGKILL
+GRACE_S = 0.5  # seconds a child gets to end after being asked to stop
+KILL_WAIT_S = 5.0  # seconds to wait for the system to end it once killed
+CREATE_NEW_PROCESS_GROUP = 0x00000200  # Windows' flag (subprocess defines it only there)
+CTRL_BREAK_EVENT = 1  # Windows' console break (signal defines it only there)
 
 
 class ProcessRun:
@@ -33,7 +41,7 @@ class ProcessRun:
         self._process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log or subprocess.PIPE,
             stderr=subprocess.STDOUT if log else subprocess.PIPE, text=True, env=env,
-            start_new_session=True,
+            **group_options(),
         )
         self._lines: queue.Queue[str] = queue.Queue()
         self.stderr_lines: list[str] = []
@@ -78,17 +86,23 @@ class ProcessRun:
                 and not any(reader.is_alive() for reader in self._readers))
 
     def cancel(self, grace: float = GRACE_S) -> None:
-        """End the process's whole group: SIGTERM, then SIGKILL after `grace` s (bounded)."""
+        """End the process's whole group: asked to stop, killed after `grace` s (bounded)."""
         end_process_group(self._process, grace)
         for reader in self._readers:
             reader.join(timeout=1.0)
 
 
+def group_options() -> dict[str, Any]:
+    """Popen keyword arguments that start the child in a new process group."""
+    if sys.platform == "win32":
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
+
+
 def end_process_group(process: subprocess.Popen, grace: float = GRACE_S) -> bool:
-    """End `process` and its process group: SIGTERM, then SIGKILL after `grace` seconds.
+    """End `process` and its process group: asked to stop, then killed after `grace` seconds.
 
     Returns within about `grace` + KILL_WAIT_S seconds; True once the process has ended.
-    Where there are no process groups (Windows), the process alone is ended.
     """
     for kill, wait in ((False, grace), (True, KILL_WAIT_S)):
         if process.poll() is not None:
@@ -106,10 +120,19 @@ def end_process_group(process: subprocess.Popen, grace: float = GRACE_S) -> bool
 
 
 def _signal(process: subprocess.Popen, kill: bool) -> None:
-    """SIGKILL (`kill`) or SIGTERM to the process's group, or to the process on Windows."""
-    if hasattr(os, "killpg"):
+    """Kill (`kill`) the process's group, or ask it to stop."""
+    if sys.platform != "win32":
         os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
-    elif kill:
-        process.kill()
+    elif not kill:
+        try:
+            os.kill(process.pid, CTRL_BREAK_EVENT)
+        except OSError:  # no console shared with the child: the kill that follows ends it
+            pass
     else:
-        process.terminate()
+        try:
+            subprocess.run(["taskkill", "/T", "/F", "/PID", str(process.pid)],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=KILL_WAIT_S)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        if process.poll() is None:
+            process.kill()

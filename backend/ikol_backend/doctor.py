@@ -82,19 +82,30 @@ def check_package(name: str, module_name: str, distribution: str) -> Check:
 
 
 def check_device(device: str) -> Check:
-    """Where the backend will run; a failure when CUDA is asked for and unusable."""
+    """Where the backend will run (`device`: one of DEVICES); a failure when the GPU asked for
+    is missing or unusable."""
     try:
         import torch
     except Exception as exc:
         return Check("device", False, f"torch does not import: {_first_line(exc)}")
     if device == "cpu":
         return Check("device", True, f"CPU (chosen), {torch.get_num_threads()} threads")
-    if not torch.cuda.is_available():
-        built = f"torch built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only torch"
-        if device == "cuda":
-            return Check("device", False, f"CUDA asked for, but torch sees no CUDA device ({built})")
-        return Check("device", True,
-                     f"no CUDA device ({built}): the CPU will be used, {torch.get_num_threads()} threads")
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return _check_cuda(torch)
+    if device in ("auto", "mps") and torch.backends.mps.is_available():
+        return _check_mps(torch)
+    built = f"torch built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only torch"
+    if device == "cuda":
+        return Check("device", False, f"CUDA asked for, but torch sees no CUDA device ({built})")
+    if device == "mps":
+        return Check("device", False, "MPS asked for, but torch sees no Apple GPU (MPS needs "
+                                      "Apple silicon and a torch built with it)")
+    return Check("device", True, f"no CUDA device or Apple GPU ({built}): the CPU will be used, "
+                                 f"{torch.get_num_threads()} threads")
+
+
+def _check_cuda(torch: Any) -> Check:
+    """CUDA runs a small product; the devices and their memory."""
     try:
         probe = torch.ones(64, 64, device="cuda")
         float((probe @ probe).sum())
@@ -106,6 +117,16 @@ def check_device(device: str) -> Check:
         for i in range(torch.cuda.device_count())
     )
     return Check("device", True, f"CUDA {torch.version.cuda}: {names}", torch.version.cuda)
+
+
+def _check_mps(torch: Any) -> Check:
+    """Apple's GPU (MPS) runs a small product."""
+    try:
+        probe = torch.ones(64, 64, device="mps")
+        float((probe @ probe).sum())
+    except Exception as exc:
+        return Check("device", False, f"MPS is present but fails to run: {_first_line(exc)}")
+    return Check("device", True, "MPS: Apple's GPU")
 
 
 def check_blazepose() -> Check:
@@ -218,7 +239,8 @@ def format_report(checks: list[Check]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as one JSON line")
     parser.add_argument("--device", choices=DEVICES, default="auto",
-                        help="the device to check for (default auto: CUDA when there is one)")
+                        help="the device to check for (default auto: CUDA, else Apple's GPU "
+                             "(MPS), else the CPU)")
     parser.add_argument("--smpl", type=Path, help="an SMPL-format model file to try loading")
     parser.add_argument("--checkpoint", type=Path, help="an IKOL checkpoint (.pth) to try loading")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FRONT_ENDS = ("default", "ikol")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 FILL_MODES = ("none", "hold", "interpolate")
 PEOPLE = ("one", "all")
 
@@ -35,8 +35,8 @@ class EstimateOptions:
     smooth: video: 0 = raw (frames fitted independently), up to 1 = heavy; sets the fit's
         acceleration term and the One-Euro smoothing of the given rotations.
     smpl: an SMPL model file for the skeleton and shape space; None = the default skeleton.
-    device: one of DEVICES: "auto" (CUDA when there is one), "cpu" or "cuda", for the network
-        and the IK layer.
+    device: one of DEVICES: "auto" (CUDA, else Apple's GPU, else the CPU), "cpu", "cuda" or
+        "mps" (Apple's GPU), for the network and the IK layer.
     """
 
     fov_deg: float | None = None
@@ -83,7 +83,8 @@ def add_estimate_options(parser: argparse.ArgumentParser) -> None:
                         help="SMPL model file (.npz or .pkl) for the skeleton and body shape "
                              "(default: the built-in default skeleton)")
     parser.add_argument("--device", default=DEFAULTS.device, choices=DEVICES,
-                        help="where torch runs (default auto: CUDA when there is one)")
+                        help="where torch runs: mps is Apple's GPU (default auto: CUDA, else "
+                             "MPS, else the CPU)")
     parser.add_argument("--person", type=int, default=DEFAULTS.person,
                         help="which person: 0 = the largest at the start, 1 = the next, ...")
     parser.add_argument("--people", default=DEFAULTS.people, choices=PEOPLE,
