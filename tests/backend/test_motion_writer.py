@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ikol_backend.errors import BackendError
-from ikol_backend.writers.motion import check_output, write_motion
+from ikol_backend.writers.motion import check_output, check_people_output, write_motion, write_people
 
 
 def test_written_file_reads_back(tmp_path: Path):
@@ -71,3 +71,24 @@ def test_written_file_has_the_permissions_of_a_plainly_created_file(tmp_path: Pa
     write_motion(tmp_path / "m.npz", {"poses": np.zeros((1, 72), np.float32)})
     (tmp_path / "plain").write_bytes(b"")
     assert (tmp_path / "m.npz").stat().st_mode == (tmp_path / "plain").stat().st_mode
+
+
+def test_people_are_written_all_or_nothing_and_stale_people_go(tmp_path: Path):
+    folder = tmp_path / "people"
+    one = {"poses": np.zeros((1, 72), np.float32)}
+    assert write_people(folder, [one, one, one]) == ["person0.npz", "person1.npz", "person2.npz"]
+    (folder / "notes.txt").write_text("mine")
+    assert write_people(folder, [one]) == ["person0.npz"]
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "person0.npz"]  # only ours went
+
+    class Unsaveable:
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError("cannot save")
+
+    with pytest.raises(RuntimeError):
+        write_people(folder, [one, {"poses": Unsaveable()}])
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "person0.npz"]
+    assert [p.name for p in tmp_path.iterdir()] == ["people"]  # no staging folder left
+    with pytest.raises(BackendError) as caught:
+        check_people_output(folder / "notes.txt")
+    assert caught.value.code == "output_unwritable"

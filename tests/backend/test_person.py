@@ -1,5 +1,6 @@
-"""Finding people and following one (real BlazePose on generated pictures of two people)."""
+"""Finding people and following everyone (real BlazePose on generated pictures of people)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,9 @@ import pytest
 
 from ikol_backend.frontends.blazepose import MIRRORED, BlazePose, MirroredPass, PoseLandmarks
 from ikol_backend.frontends.blazepose_to_smpl import LANDMARK_NAMES
-from ikol_backend.person import Box, PersonTracker, find_everyone, find_people, landmarks_box
+from ikol_backend.person import Box, PeopleTracker, Track, find_everyone, landmarks_box
+from ikol_backend.person.finding import _close_up
+from ikol_backend.person.choice import everyone, frame_spans, ranked_at_start
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "person.png"
@@ -77,17 +80,18 @@ def test_everyone_clearly_visible_is_found_largest_first(scales: list[float], ga
 
 
 @pytest.mark.parametrize("person", [2, 4])
-def test_the_chosen_one_of_five_is_followed_from_the_first_frame_of_a_clip(person: int):
+def test_the_chosen_one_of_five_keeps_their_track_from_the_first_frame_of_a_clip(person: int):
     scales = [1.0, 0.8, 0.6, 0.45, 0.35]
-    with BlazePose() as detector, BlazePose(video=True) as follower:
-        tracker = PersonTracker(detector, person, video=follower)
+    with PeopleTracker(frame_rate=24.0) as tracker:
         held = []
         for shift in (0, 4, 8):
             picture, boxes = crowd(scales)
-            marks = tracker.track(np.roll(picture, shift, axis=1))
-            assert marks is not None
-            held.append(holder(marks, [Box(b.x0 + shift, b.y0, b.x1 + shift, b.y1) for b in boxes]))
-    assert tracker.people_at_start == 5 and held == [person] * 3
+            seen = tracker.update(np.roll(picture, shift, axis=1))
+            if shift == 0:
+                chosen = ranked_at_start(tracker.tracks, 24.0)[person].identity
+            assert chosen in seen
+            held.append(holder(seen[chosen], [Box(b.x0 + shift, b.y0, b.x1 + shift, b.y1) for b in boxes]))
+    assert len(tracker.tracks) == 5 and held == [person] * 3
 
 
 def test_person_n_of_five_in_a_photo_from_the_command_line(tmp_path: Path):
@@ -108,7 +112,9 @@ def test_person_n_of_five_in_a_photo_from_the_command_line(tmp_path: Path):
         else:
             assert result.returncode == 4
             assert result.stderr.splitlines()[-1] == (
-                "error: Person 5 was asked for (0 is the largest), but only 5 people were found.")
+                "error: Person 5 was asked for (0 is the largest), but only 5 people were found "
+                "at the start.")
+            assert "No person found" not in result.stderr  # no warning contradicts it
 
 
 def test_box_overlap_and_growth():
@@ -120,27 +126,25 @@ def test_box_overlap_and_growth():
 
 def test_everyone_is_found_largest_first():
     with BlazePose() as detector:
-        people = find_people(detector, two_people())
+        people = find_everyone(detector, two_people())
     assert len(people) == 2
     big, small = (landmarks_box(marks) for marks in people)
     assert big.area > small.area
     assert big.x1 < SMALL_LEFT <= small.x0
 
 
-@pytest.mark.parametrize("video", [False, True], ids=["stills", "clip"])
 @pytest.mark.parametrize("person, left_of_split", [(0, True), (1, False)])
-def test_the_chosen_person_is_followed_while_both_move(person: int, left_of_split: bool, video: bool):
-    with BlazePose() as detector, BlazePose(video=True) as follower:
-        tracker = PersonTracker(detector, person, video=follower if video else None)
-        centres = []
-        for shift in range(0, 60, 12):
-            marks = tracker.track(two_people(shift))
-            assert marks is not None
-            box = landmarks_box(marks)
-            centres.append((box.x0 + box.x1) / 2 - shift)
+def test_each_person_keeps_their_track_while_both_move(person: int, left_of_split: bool):
+    shifts = range(0, 60, 12)
+    with PeopleTracker(frame_rate=24.0) as tracker:
+        frames = [tracker.update(two_people(shift)) for shift in shifts]
+    chosen = ranked_at_start(tracker.tracks, 24.0)[person]
+    assert len(tracker.tracks) == 2 and chosen.frames == [0, 1, 2, 3, 4]
+    moved = [landmarks_box(seen[chosen.identity]).centre[0] - shift
+             for seen, shift in zip(frames, shifts)]
     split = SMALL_LEFT - 20
-    assert all((c < split) == left_of_split for c in centres)
-    assert np.ptp(centres) < 15  # px: the same person every frame, not a jump
+    assert all((c < split) == left_of_split for c in moved)
+    assert np.ptp(moved) < 15  # px: the same person every frame, not a jump
 
 
 def test_person_beyond_those_visible_is_a_clear_error(tmp_path: Path):
@@ -151,21 +155,9 @@ def test_person_beyond_those_visible_is_a_clear_error(tmp_path: Path):
          "--person", "2"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 4
     assert result.stderr.splitlines()[-1] == (
-        "error: Person 2 was asked for (0 is the largest), but only 2 people were found.")
+        "error: Person 2 was asked for (0 is the largest), but only 2 people were found at the "
+        "start.")
     assert not (tmp_path / "m.npz").exists()
-
-
-def test_video_mode_showing_someone_else_is_not_asked_again():
-    """Video mode latched onto the small person while the big one is followed."""
-    with BlazePose() as detector, BlazePose(video=True) as follower:
-        small_only = two_people()
-        small_only[:, :SMALL_LEFT - 20] = small_only[0, -1]  # paint the big person out
-        follower.detect(small_only)  # now it follows the small person
-        tracker = PersonTracker(detector, 0, video=follower)
-        first = tracker.track(two_people())  # the start: a search, the big person
-        second = tracker.track(two_people(6))
-    assert tracker.video is None
-    assert landmarks_box(first).x1 < SMALL_LEFT and landmarks_box(second).x1 < SMALL_LEFT
 
 
 def test_the_mirrored_pass_averages_the_same_person():
@@ -186,5 +178,68 @@ def test_a_mirrored_pass_that_finds_someone_else_is_not_used():
     with BlazePose() as detector, MirroredPass() as mirror:
         marks = detector.detect(rgb)
         elsewhere = PoseLandmarks(marks.world, marks.image + (200.0, 0.0), marks.visibility)
-        mirror._pose.detect = lambda image: elsewhere  # as if the mirror showed another person
+        mirror._pose.detect_all = lambda image: [elsewhere]  # as if the mirror showed another person
         assert mirror.averaged(rgb, marks) is marks
+
+
+def close_up() -> np.ndarray:
+    """(H, W, 3) RGB: the sample person's head and shoulders, cut at the chest, 3x enlarged."""
+    person = cv2.cvtColor(cv2.imread(str(SAMPLE)), cv2.COLOR_BGR2RGB)
+    return cv2.resize(person[50:230, 120:320], None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+
+
+def test_a_close_up_is_found_and_what_is_below_the_frame_is_not_seen():
+    picture = close_up()
+    height, width = picture.shape[:2]
+    with BlazePose() as detector:
+        people = find_everyone(detector, picture)
+        shrunk = _close_up(detector, picture)  # the fallback when the frame alone shows no one
+    assert len(people) == 1 and len(shrunk) == 1
+    below = shrunk[0].image[:, 1] >= height
+    assert below[[23, 24, 25, 26, 27, 28]].all()  # hips, knees, ankles: out of the frame
+    assert (shrunk[0].visibility[below] == 0).all()
+    assert np.all(np.abs(people[0].image[[0, 11, 12]] - shrunk[0].image[[0, 11, 12]]) < 0.05 * width)
+
+
+def test_everyone_in_a_photo_gets_a_motion_file(tmp_path: Path):
+    picture, boxes = crowd([1.0, 0.8, 0.6])
+    photo = tmp_path / "three.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "people"
+    result = subprocess.run(
+        [sys.executable, "-m", "ikol_backend", "estimate", str(photo), "-o", str(out),
+         "--people", "all", "--events"], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    people = next(e for e in events if e["event"] == "people")
+    assert people["found"] == 3 and sorted(people["tracks"]) == [0, 1, 2] and "3 people found" in people["message"]
+    summary = next(e for e in events if e["event"] == "result")["summary"]
+    assert [p["file"] for p in summary["people"]] == ["person0.npz", "person1.npz", "person2.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["person0.npz", "person1.npz", "person2.npz"]
+    holders, cameras = [], []
+    for name in ("person0.npz", "person1.npz", "person2.npz"):
+        with np.load(out / name) as motion:
+            assert motion["poses"].shape == (1, 72) and motion["valid"].tolist() == [True]
+            x, y = motion["keypoints_2d"][0, :24, :2].mean(axis=0)
+            holders.append(next(i for i, b in enumerate(boxes) if b.x0 <= x <= b.x1))
+            cameras.append(motion["camera_intrinsics"].tolist())
+    assert holders == [0, 1, 2]  # each person once; all seen first in frame 0, so largest first
+    assert cameras[0] == cameras[1] == cameras[2]  # one camera for everyone
+
+
+def test_people_ranked_at_start_and_everyone_who_stays():
+    def track(identity: int, frames: list[int], area: float) -> Track:
+        box = Box(0, 0, 1, 1)
+        made = Track(identity, frames[0], box, None, np.zeros(1, np.float32), frames[-1])
+        made.frames, made.areas = frames, [area] * len(frames)
+        return made
+
+    big_late = track(0, list(range(5, 40)), 900.0)  # comes in after the start
+    small = track(1, list(range(0, 40)), 100.0)
+    middle = track(2, list(range(0, 40)), 400.0)
+    glimpse = track(3, [20, 21], 500.0)
+    tracks = [big_late, small, middle, glimpse]
+    assert [t.identity for t in ranked_at_start(tracks, frame_rate=10.0)] == [2, 1]
+    assert [t.identity for t in everyone(tracks, frame_rate=10.0, stills=False)] == [2, 1, 0]
+    assert [t.identity for t in everyone(tracks, frame_rate=10.0, stills=True)] == [2, 1, 0, 3]
+    assert frame_spans([3, 4, 5, 9, 11, 12]) == "3-5, 9, 11-12"

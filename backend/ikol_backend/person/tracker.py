@@ -105,8 +105,8 @@ class PeopleTracker:
         if missing:  # look again where they should be: small people, people beside others
             height, width = rgb.shape[:2]
             nearby: list[PoseLandmarks] = []
-            for window in _merged([t.predicted_box(self.frame).grown(WINDOW_GROWTH, width, height)
-                                   for t in missing]):
+            for track in missing:
+                window = track.predicted_box(self.frame).grown(WINDOW_GROWTH, width, height)
                 add_new(nearby, find_in(self.detector, rgb, window))
             nearby = [m for m in nearby if not any(same_person(m, s) for s in seen.values())]
             seen |= self._match(missing, nearby, hsv)
@@ -202,18 +202,3 @@ def appearance(hsv: np.ndarray, marks: PoseLandmarks) -> np.ndarray:
         histograms.append(hist.ravel())
     joined = np.concatenate(histograms).astype(np.float32)
     return joined / max(float(joined.sum()), 1e-6)
-
-
-def _merged(boxes: list[Box]) -> list[Box]:
-    """The boxes with each group of overlapping ones replaced by the box around the group."""
-    merged: list[Box] = []
-    for box in boxes:
-        while True:
-            overlapping = [m for m in merged if m.intersection(box).area > 0]
-            if not overlapping:
-                break
-            for m in overlapping:
-                merged.remove(m)
-                box = Box(min(box.x0, m.x0), min(box.y0, m.y0), max(box.x1, m.x1), max(box.y1, m.y1))
-        merged.append(box)
-    return merged
