@@ -15,15 +15,21 @@ at all (outputs.py).
 Exit codes: 0 success; 1 failure (the reason on stderr: the backend's message, a scene, render
 or export that cannot be made); 2 bad arguments (also outputs that cannot be written and
 --retarget or --motion files that are missing or of the wrong kind, found before any work);
-130 interrupted (SIGINT or SIGTERM: the backend is ended and every temporary file removed).
+4 no person found in any frame (the backend's own code); 130 interrupted (SIGINT or SIGTERM:
+the backend or the render is ended and every temporary file removed).
 """
 
 import argparse
+import contextlib
+import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the add-on importable as a package
@@ -40,7 +46,7 @@ from .outputs import publish, unwritable_reason
 SAMPLE_PHOTO = REPO_ROOT / "samples" / "person.png"
 DEMO_OUT = Path("out")
 EXPORT_SUFFIXES = (".fbx", ".bvh")
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_NO_PERSON, EXIT_INTERRUPTED = 1, 2, 4, 130
 # How .blend files start: plain, gzip-compressed (before 3.0) or zstd-compressed (3.0 on).
 BLEND_MAGICS = (b"BLENDER", b"\x1f\x8b", b"\x28\xb5\x2f\xfd")
 
@@ -64,9 +70,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     scene.add_argument("--render-frame", type=int,
                        help="the scene frame --render shows (default: the first)")
     scene.add_argument("--render-all", type=Path, metavar="FOLDER",
-                       help="write every frame of the range over the footage as FOLDER/NNNN.png")
+                       help="write every estimated frame (with --stride, every stride-th) over "
+                            "the footage as FOLDER/NNNN.png, NNNN the scene frame")
     scene.add_argument("--samples", type=int, default=16,
                        help="Cycles samples per pixel of renders (default 16; 1 is a quick look)")
+    scene.add_argument("--render-scale", type=int, default=100, metavar="PERCENT",
+                       help="renders at this percentage of the footage's size (1-100, default 100)")
     retarget = parser.add_argument_group("retargeting and export")
     retarget.add_argument("--retarget", type=Path, metavar="BLEND",
                           help="also retarget the motion onto the armature in this .blend")
@@ -110,6 +119,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "--front-end ikol")
     if args.samples < 1:
         parser.error("--samples must be 1 or more")
+    if not 1 <= args.render_scale <= 100:
+        parser.error("--render-scale must be 1 to 100 (percent)")
     if args.retarget is not None:
         problem = _missing_file(args.retarget, "--retarget") or _not_a_blend(args.retarget)
         if problem is not None:
@@ -205,7 +216,8 @@ def _main(args: argparse.Namespace) -> int:
             summary, seconds = _run(args, staged)
         except (BackendFailed, MotionFileError, BodyFileError, SceneError) as exc:
             print(f"error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+            no_person = isinstance(exc, BackendFailed) and exc.code == "no_person"
+            return EXIT_NO_PERSON if no_person else EXIT_FAILED
         # Everything is made; only now do the outputs appear, all together, each whole.
         pairs = [(staged["blend"], args.output)]
         if not args.motion_given:
@@ -256,13 +268,27 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
 
     import bpy  # only now: a backend failing fast needs no Blender
 
+    # From here on the work is Blender's, much of it in C, where Python's signal handler waits
+    # (during a render, until it ends; then Cycles swallows its KeyboardInterrupt).
+    with _ended_at_once(lambda: [staged["blend"].parent, Path(bpy.app.tempdir)]):
+        seconds |= _scene(args, staged, motion, body)
+    return summary, seconds
+
+
+def _scene(args: argparse.Namespace, staged: dict[str, Path], motion: Motion,
+           body: Body | None) -> dict[str, float]:
+    """Scene, render, export and .blend, written into the staging folder; seconds per stage."""
+    import bpy
+
     from .footage import footage_of
+    from .keyframes import keyed_frames
     from .retarget.bake import RetargetOptions
     from .retarget.bonemap import map_from_name
     from .retarget.io import append_armature, export_animation
     from .scene.estimated import SceneRequest, add_estimated
     from .scene.render import render_over_footage
 
+    seconds: dict[str, float] = {}
     tick = time.perf_counter()
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.context.preferences.filepaths.save_version = 0
@@ -300,11 +326,17 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
             outputs.append(staged["render"])
         if args.render_all is not None:
             staged["render_all"].mkdir()
-            every = range(scene.frame_start, scene.frame_end + 1)
-            frames += every
-            outputs += [staged["render_all"] / f"{frame:04d}.png" for frame in every]
+            estimated = keyed_frames(made.built.armature)  # with --stride, not every frame
+            frames += estimated
+            outputs += [staged["render_all"] / f"{frame:04d}.png" for frame in estimated]
+        width, height = (round(size * args.render_scale / 100) for size in
+                         (scene.render.resolution_x, scene.render.resolution_y))
+        print(f"Rendering {len(frames)} frame(s) at {width}x{height}, {args.samples} "
+              "samples:", file=sys.stderr, flush=True)
         try:
-            render_over_footage(scene, made.built.camera, frames, outputs, args.samples)
+            with _blender_output_hidden():
+                render_over_footage(scene, made.built.camera, frames, outputs, args.samples,
+                                    args.render_scale, _render_progress(len(frames)))
         except (ValueError, RuntimeError) as exc:  # RenderError, Blender's own
             raise SceneError(f"rendering failed: {exc}") from exc
         seconds["render"] = time.perf_counter() - tick
@@ -320,9 +352,68 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
 
     tick = time.perf_counter()
     # Footage paths stay absolute: made relative to the staging folder, they would break.
-    bpy.ops.wm.save_as_mainfile(filepath=str(staged["blend"]), relative_remap=False)
+    with _blender_output_hidden():  # "Saved as" would name the staged file
+        bpy.ops.wm.save_as_mainfile(filepath=str(staged["blend"]), relative_remap=False)
     seconds["save .blend"] = time.perf_counter() - tick
-    return summary, seconds
+    return seconds
+
+
+def _render_progress(total: int) -> Callable[[int], None]:
+    """What to tell after each rendered frame: how many, the time per frame and the time left."""
+    began = time.perf_counter()
+
+    def done(count: int) -> None:
+        each = (time.perf_counter() - began) / count
+        print(f"  rendered {count}/{total}: {each:.1f} s a frame, {each * (total - count):.0f} s "
+              "left", file=sys.stderr, flush=True)
+
+    return done
+
+
+@contextlib.contextmanager
+def _blender_output_hidden() -> Iterator[None]:
+    """Blender's own lines on standard output (a render's status and "Saved: '...'" lines,
+    naming staged files) go nowhere meanwhile."""
+    sys.stdout.flush()
+    kept = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as nowhere:
+            os.dup2(nowhere.fileno(), 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(kept, 1)
+        os.close(kept)
+
+
+@contextlib.contextmanager
+def _ended_at_once(leftovers: Callable[[], list[Path]]) -> Iterator[None]:
+    """Meanwhile SIGINT or SIGTERM end the process at once, even inside C code: a thread woken
+    through the signal module's wake-up socket removes the folders `leftovers` gives then (the
+    staging folder, Blender's session folder: it changes when settings are reset), says so and
+    exits 130; the staged outputs are never published."""
+    receiver, sender = socket.socketpair()
+    sender.setblocking(False)
+    previous = signal.set_wakeup_fd(sender.fileno(), warn_on_full_buffer=False)
+    finished = threading.Event()
+
+    def watch() -> None:
+        if receiver.recv(1) and not finished.is_set():
+            for folder in leftovers():
+                shutil.rmtree(folder, ignore_errors=True)
+            print("error: interrupted", file=sys.stderr, flush=True)
+            os._exit(EXIT_INTERRUPTED)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        signal.set_wakeup_fd(previous)
+        sender.close()  # the watcher's recv returns empty
+        watcher.join()
+        receiver.close()
 
 
 def _estimate(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[Motion, Body | None, dict]:

@@ -65,12 +65,7 @@ def write_channels(
 def move_keys(owner: AnimatedID, frames: np.ndarray) -> None:
     """Move the k-th key of every F-curve of `owner`'s action to `frames[k]` (increasing), e.g.
     to key a motion at its source frames; handles are recomputed."""
-    action = owner.animation_data.action
-    if hasattr(action, "layers"):
-        fcurves = _layered_fcurves(action, owner.animation_data)
-    else:
-        fcurves = action.fcurves
-    for fcurve in fcurves:
+    for fcurve in _fcurves(owner):
         points = fcurve.keyframe_points
         if len(points) != len(frames):
             raise ValueError(f"{fcurve.data_path} has {len(points)} keys, not {len(frames)}")
@@ -79,6 +74,24 @@ def move_keys(owner: AnimatedID, frames: np.ndarray) -> None:
         coords[0::2] = frames
         points.foreach_set("co", coords)
         fcurve.update()
+
+
+def keyed_frames(owner: AnimatedID) -> list[int]:
+    """The frames at which `owner`'s action has keys, in order: those of its first F-curve
+    (every curve of a motion is keyed at the same frames); none without F-curves."""
+    for fcurve in _fcurves(owner):
+        coords = np.empty(2 * len(fcurve.keyframe_points), dtype=np.float32)
+        fcurve.keyframe_points.foreach_get("co", coords)
+        return [int(round(frame)) for frame in coords[0::2]]
+    return []
+
+
+def _fcurves(owner: AnimatedID) -> "bpy.types.bpy_prop_collection | list":
+    """The F-curves of `owner`'s action: the assigned slot's (4.4+), or the action's own."""
+    action = owner.animation_data.action
+    if hasattr(action, "layers"):
+        return _layered_fcurves(action, owner.animation_data)
+    return action.fcurves
 
 
 def _legacy_new_fcurve(action: bpy.types.Action, data_path: str, index: int,

@@ -3,9 +3,14 @@
 No bpy here: numpy only, so it is tested without Blender.
 """
 
+import json
+import math
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
+from typing import IO, Any
 
 import numpy as np
 
@@ -20,6 +25,12 @@ class MotionFileError(ValueError):
 # SMPL-H (AMASS: 52 joints, hands from joint 22 on) and SMPL-X (AMASS: 55 joints, jaw, eyes and
 # hands from joint 22 on) share with SMPL; SMPL's hand joints 22 and 23 then stay unrotated.
 POSE_WIDTHS = {NUM_JOINTS * 3: NUM_JOINTS, 52 * 3: 22, 55 * 3: 22}
+# Limits of motion files (docs/protocol.md): frames (about 55 minutes at 30 fps), bytes a frame
+# in any one array (SMPL-X poses in float64 take 1,320), and the size of a JSON file (parsed
+# whole: about 40,000 of the backend's frames).
+MAX_FRAMES = 100_000
+MAX_ROW_BYTES = 2048
+MAX_JSON_BYTES = 128_000_000
 
 
 @dataclass(frozen=True)
@@ -71,14 +82,16 @@ class Motion:
 
 
 def load_motion(path: Path) -> Motion:
-    """Read a motion `.npz`: ours, or AMASS-style (SMPL, SMPL-H or SMPL-X poses, 16 betas,
-    `mocap_framerate` or `mocap_frame_rate`); raise MotionFileError naming what is wrong.
+    """Read a motion file: ours (`.npz`, or `.json` with the same keys), or AMASS-style (SMPL,
+    SMPL-H or SMPL-X poses, 16 betas, `mocap_framerate` or `mocap_frame_rate`); raise
+    MotionFileError naming what is wrong.
 
-    Nothing is unpickled: an optional key stored as a pickled object is left out. Files with
-    a `format_version` (this project's) are in the SMPL model frame (up_axis "Y"); others are
+    Nothing is unpickled: an optional key stored as a pickled object is left out. At most
+    MAX_FRAMES frames, checked from the arrays' headers before any is loaded. Files with a
+    `format_version` (this project's) are in the SMPL model frame (up_axis "Y"); others are
     taken to be in a Z-up world, as AMASS is (up_axis "Z").
     """
-    arrays = read_arrays(path)
+    arrays = read_arrays(path, max_rows=MAX_FRAMES, required=("poses", "trans"))
     missing = [key for key in ("poses", "trans") if key not in arrays]
     if missing:
         raise MotionFileError(f"{path.name} is not a motion file: missing {', '.join(missing)}")
@@ -117,23 +130,111 @@ def load_motion(path: Path) -> Motion:
     )
 
 
-def read_arrays(path: Path, error: type[ValueError] = MotionFileError,
-                what: str = "motion") -> dict[str, np.ndarray]:
-    """Every array of the .npz that loads without unpickling; `error` says when the file is
-    missing or not a readable .npz (`what`: the kind of file, for the message)."""
+def read_arrays(path: Path, error: type[ValueError] = MotionFileError, what: str = "motion",
+                max_rows: int | None = None, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Every array of the file (`.npz`, or `.json`: keys to nested lists) that loads without
+    unpickling; `error` (`what`: the kind of file, for the message) when the file is missing,
+    not readable, damaged, or (with `max_rows`) holds an array of more rows, or more than
+    MAX_ROW_BYTES a row; also when a key in `required` is there but unusable (pickled, say)."""
     if not path.is_file():
         raise error(f"{what.capitalize()} file not found: {path}")
-    arrays = {}
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            for key in data.files:
-                try:
-                    arrays[key] = data[key]
-                except ValueError:  # a pickled object: never loaded
-                    continue
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise error(f"Not a readable .npz {what} file: {path} ({exc})") from exc
+    read = _read_json if path.suffix.lower() == ".json" else _read_npz
+    arrays, unusable = read(path, error, what, max_rows)
+    for key in required:
+        if key in unusable:
+            raise error(f"{path.name}: '{key}' cannot be read: {unusable[key]}")
     return arrays
+
+
+def _read_npz(path: Path, error: type[ValueError], what: str,
+              max_rows: int | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The arrays, and why the pickled ones are not; each array's size is checked from its
+    header before it is read."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise error(f"Not a readable .npz {what} file: {path} ({exc})") from exc
+    arrays: dict[str, np.ndarray] = {}
+    unusable: dict[str, str] = {}
+    with archive:
+        for name in archive.namelist():
+            key = name.removesuffix(".npy")
+            if key == name:
+                continue  # not an array
+            shape, dtype = _member(archive, name, error, path, _header)
+            _check_size(key, shape, dtype.itemsize, max_rows, error, path, what)
+            if dtype.hasobject:
+                unusable[key] = "it is stored as pickled Python objects, which are never loaded"
+            else:
+                arrays[key] = _member(archive, name, error, path, lambda member:
+                                      np.lib.format.read_array(member, allow_pickle=False))
+    return arrays, unusable
+
+
+def _member(archive: zipfile.ZipFile, name: str, error: type[ValueError], path: Path,
+            read: Callable[[IO[bytes]], Any]) -> Any:
+    """`read` of one member (never unpickling); `error` when the member is damaged."""
+    try:
+        with archive.open(name) as member:
+            return read(member)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise error(f"{path.name}: '{name.removesuffix('.npy')}' cannot be read, the file is "
+                    f"damaged ({exc})") from exc
+
+
+def _header(member: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype an .npy member's header claims."""
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return shape, dtype
+
+
+def _read_json(path: Path, error: type[ValueError], what: str,
+               max_rows: int | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The keys of a JSON motion file (the backend's `-o NAME.json`) as arrays, and why the
+    others are not arrays; the file is at most MAX_JSON_BYTES."""
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise error(f"{path.name} is {size / 1e6:,.0f} MB, more than the "
+                    f"{MAX_JSON_BYTES / 1e6:,.0f} MB a JSON {what} file may hold (use .npz)")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise error(f"Not a readable JSON {what} file: {path} ({exc})") from exc
+    if not isinstance(content, dict):
+        raise error(f"Not a JSON {what} file: {path} (it holds no object of named arrays)")
+    arrays: dict[str, np.ndarray] = {}
+    unusable: dict[str, str] = {}
+    for key, value in content.items():
+        try:
+            array = np.asarray(value)
+        except ValueError:  # ragged lists
+            array = np.asarray(None)
+        if array.dtype.kind not in "biufU":
+            unusable[key] = "it is not a regular array of numbers, nor a text"
+            continue
+        _check_size(key, array.shape, array.dtype.itemsize, max_rows, error, path, what)
+        arrays[key] = array
+    return arrays, unusable
+
+
+def _check_size(key: str, shape: tuple[int, ...], itemsize: int, max_rows: int | None,
+                error: type[ValueError], path: Path, what: str) -> None:
+    """`error` when an array has more than `max_rows` rows or more than MAX_ROW_BYTES a row."""
+    if max_rows is None:
+        return
+    rows = shape[0] if shape else 1
+    if rows > max_rows:
+        raise error(f"{path.name}: '{key}' holds {rows:,} frames, more than the {max_rows:,} "
+                    f"a {what} file may hold")
+    if math.prod(shape) * itemsize > max_rows * MAX_ROW_BYTES:
+        raise error(f"{path.name}: '{key}' is too large for a {what} file: {shape}")
 
 
 def _numbers(arrays: dict[str, np.ndarray], key: str, path: Path) -> np.ndarray:

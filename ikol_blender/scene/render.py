@@ -6,6 +6,7 @@ Made for the headless CLI: it sets the scene's render settings and compositor.
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import bpy
@@ -16,14 +17,17 @@ class RenderError(ValueError):
 
 
 def render_over_footage(scene: bpy.types.Scene, camera: bpy.types.Object,
-                        frames: list[int], outputs: list[Path], samples: int = 16) -> None:
+                        frames: list[int], outputs: list[Path], samples: int = 16,
+                        scale: int = 100, done: Callable[[int], None] = lambda count: None) -> None:
     """Render each scene frame in `frames` through `camera` over the footage its background
-    shows at that frame, as a PNG at the matching path in `outputs` (each written whole).
+    shows at that frame, as a PNG at the matching path in `outputs` (each written whole), at
+    `scale` percent of the footage's size; `done` is told how many frames are written so far.
 
     The render size must already match the footage (see camera.set_render_size). More than
     one sample per pixel is denoised (OpenImageDenoise, on the CPU); one sample is a quick look.
     """
     scene.camera = camera
+    scene.render.resolution_percentage = scale
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = samples
@@ -35,7 +39,7 @@ def render_over_footage(scene: bpy.types.Scene, camera: bpy.types.Object,
     scene.render.image_settings.color_mode = "RGB"
     _ensure_light(scene)
     image_node, clip_node = _compositor(scene)
-    for frame, output in zip(frames, outputs):
+    for count, (frame, output) in enumerate(zip(frames, outputs), start=1):
         scene.frame_set(frame)
         shown = _shown_background(camera)
         if shown is None:
@@ -50,6 +54,7 @@ def render_over_footage(scene: bpy.types.Scene, camera: bpy.types.Object,
             os.replace(partial, output)
         finally:
             partial.unlink(missing_ok=True)
+        done(count)
 
 
 def _shown_background(camera: bpy.types.Object) -> bpy.types.CameraBackgroundImage | None:
@@ -80,14 +85,21 @@ def _compositor(scene: bpy.types.Scene) -> tuple[bpy.types.Node, bpy.types.Node]
     over.name = "IKOL over"
     tree.links.new(layers.outputs["Image"], _input(over, "Foreground", 2))
     tree.links.new(over.outputs["Image"], output.inputs[0])
+    resize = tree.nodes.new("CompositorNodeScale")  # the footage to the render's size
+    resize.name = "IKOL footage size"
+    if "Type" in resize.inputs:  # Blender 5.0: menu inputs
+        resize.inputs["Type"].default_value = "Render Size"
+        resize.inputs["Frame Type"].default_value = "Stretch"
+    else:
+        resize.space, resize.frame_method = "RENDER_SIZE", "STRETCH"
+    tree.links.new(resize.outputs["Image"], _input(over, "Background", 1))
     return tree.nodes.new("CompositorNodeImage"), tree.nodes.new("CompositorNodeMovieClip")
 
 
 def _link(scene: bpy.types.Scene, footage: bpy.types.Node) -> None:
-    """Make `footage` the Alpha Over's background."""
+    """Make `footage` the Alpha Over's background (through the resize)."""
     tree = getattr(scene, "compositing_node_group", None) or scene.node_tree
-    over = tree.nodes["IKOL over"]
-    tree.links.new(footage.outputs["Image"], _input(over, "Background", 1))
+    tree.links.new(footage.outputs["Image"], tree.nodes["IKOL footage size"].inputs["Image"])
 
 
 def _input(node: bpy.types.Node, name: str, legacy_index: int) -> bpy.types.NodeSocket:
