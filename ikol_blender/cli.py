@@ -101,9 +101,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         problem = _missing_file(args.motion, "--motion")
         if problem is None and (args.render is not None or args.render_all is not None):
             problem = "--render and --render-all need --input (the footage to render over)"
+        if problem is None and args.people == "all":
+            problem = "--people all needs --input (a motion file holds one person)"
         if problem is not None:
             parser.error(problem)
-    args.motion = args.motion or args.output.with_suffix(".npz")
+    # --people all: the motion files go into a folder, person0.npz, person1.npz, ...
+    args.motion = args.motion or (args.output.with_name(f"{args.output.stem}_people")
+                                  if args.people == "all" else args.output.with_suffix(".npz"))
     if args.export is not None and args.export.suffix.lower() not in EXPORT_SUFFIXES:
         parser.error("--export needs a .fbx or .bvh path")
     if args.render_frame is not None and args.render is None:
@@ -154,7 +158,7 @@ def _not_a_blend(path: Path) -> str | None:
 def _outputs(args: argparse.Namespace) -> dict[str, Path]:
     """The files the run is asked to write, by option."""
     files = {"--output": args.output, "--render": args.render, "--export": args.export}
-    if not args.motion_given:
+    if not args.motion_given and args.people != "all":
         files["--motion"] = args.motion
     return {option: path for option, path in files.items() if path is not None}
 
@@ -170,10 +174,12 @@ def _output_problem(args: argparse.Namespace) -> str | None:
         reason = unwritable_reason(path)
         if reason is not None:
             return f"{option}: {reason}"
-    if args.render_all is not None:
-        reason = unwritable_reason(args.render_all, folder=True)
+    folders = {"--render-all": args.render_all,
+               "--motion": args.motion if args.people == "all" and not args.motion_given else None}
+    for option, folder in folders.items():
+        reason = None if folder is None else unwritable_reason(folder, folder=True)
         if reason is not None:
-            return f"--render-all: {reason}"
+            return f"{option}: {reason}"
     return None
 
 
@@ -220,7 +226,10 @@ def _main(args: argparse.Namespace) -> int:
             return EXIT_NO_PERSON if no_person else EXIT_FAILED
         # Everything is made; only now do the outputs appear, all together, each whole.
         pairs = [(staged["blend"], args.output)]
-        if not args.motion_given:
+        if args.people == "all":
+            pairs += [(person, args.motion / person.name)
+                      for person in sorted(staged["motion"].iterdir())]
+        elif not args.motion_given:
             pairs.append((staged["motion"], args.motion))
         if args.render is not None:
             pairs.append((staged["render"], args.render))
@@ -235,8 +244,14 @@ def _main(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_FAILED
 
-    if summary:
-        print(f"Person found in {summary['valid_frames']} of {summary['frames']} frame(s).")
+    if "people" in summary:
+        print(f"{summary['people_found']} people found; motion for {len(summary['people'])}: "
+              + ", ".join(f"{p['file']} ({p['valid_frames']}/{summary['frames']} frames)"
+                          for p in summary["people"]) + ".")
+    elif summary:
+        print(f"Person found in {summary['valid_frames']} of {summary['frames']} frame(s) "
+              f"({summary['people_found']} {'person' if summary['people_found'] == 1 else 'people'} "
+              f"found; following person {args.person}).")
     print(f"Motion: {args.motion}\nScene:  {args.output}")
     for label, path in (("Render", args.render), ("Frames", args.render_all),
                         ("Export", args.export)):
@@ -261,9 +276,10 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
         if motion.rest_joints is None or args.smpl is not None or (mesh and not args.capsules):
             body = _body_for(motion, args.smpl, staged["motion"].parent,
                              args.shape_keys and mesh, skeleton_only=not mesh or args.capsules)
+        motions, bodies = [motion], [body]
         seconds["motion file"] = time.perf_counter() - tick
     else:
-        motion, body, summary = _estimate(args, staged)
+        motions, bodies, summary = _estimate(args, staged)
         seconds["backend (total)"] = time.perf_counter() - tick
 
     import bpy  # only now: a backend failing fast needs no Blender
@@ -271,12 +287,12 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
     # From here on the work is Blender's, much of it in C, where Python's signal handler waits
     # (during a render, until it ends; then Cycles swallows its KeyboardInterrupt).
     with _ended_at_once(lambda: [staged["blend"].parent, Path(bpy.app.tempdir)]):
-        seconds |= _scene(args, staged, motion, body)
+        seconds |= _scene(args, staged, motions, bodies)
     return summary, seconds
 
 
-def _scene(args: argparse.Namespace, staged: dict[str, Path], motion: Motion,
-           body: Body | None) -> dict[str, float]:
+def _scene(args: argparse.Namespace, staged: dict[str, Path], motions: list[Motion],
+           bodies: list[Body | None]) -> dict[str, float]:
     """Scene, render, export and .blend, written into the staging folder; seconds per stage."""
     import bpy
 
@@ -300,7 +316,7 @@ def _scene(args: argparse.Namespace, staged: dict[str, Path], motion: Motion,
             footage=None if args.motion_given else footage_of(args.input), target=target,
             bone_map=map_from_name(args.bone_map) if target else None,
             retarget=RetargetOptions(in_place=args.in_place, foot_lock=args.foot_lock))
-        made = add_estimated(motion, request, body)
+        made = add_estimated(motions, request, bodies)
     except (ValueError, OSError) as exc:  # RetargetError, BoneMapError, a missing armature
         raise SceneError(f"the scene cannot be made: {exc}") from exc
     except RuntimeError as exc:  # Blender cannot read the --retarget file
@@ -416,9 +432,11 @@ def _ended_at_once(leftovers: Callable[[], list[Path]]) -> Iterator[None]:
         receiver.close()
 
 
-def _estimate(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[Motion, Body | None, dict]:
-    """Run the backend job: the motion (also copied to the staging folder), the body (the
-    open body or the SMPL mesh) when one is made, and the backend's summary."""
+def _estimate(args: argparse.Namespace,
+              staged: dict[str, Path]) -> tuple[list[Motion], list[Body | None], dict]:
+    """Run the backend job: each person's motion (also copied to the staging folder: the
+    motion file, or with --people all a folder of them), each one's body (the open body or the
+    SMPL mesh) when one is made, and the backend's summary."""
     job = EstimateJob(backend_python(), args.input, from_arguments(args),
                       mesh=not args.no_body and args.retarget is None,
                       pose_correctives=args.shape_keys, capsules=args.capsules)
@@ -430,11 +448,14 @@ def _estimate(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[Motion
                 print(f"  frame {shown}/{job.progress.total}", file=sys.stderr)
         for warning in job.progress.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        motion, body = job.motion(), job.body()
-        shutil.copyfile(job.motion_path, staged["motion"])
+        motions, bodies = job.motions(), job.bodies()
+        if job.everyone:
+            shutil.copytree(job.motion_path, staged["motion"])
+        else:
+            shutil.copyfile(job.motion_path, staged["motion"])
     finally:
         job.cancel()  # ends the backend if still running (an error here); removes its folder
-    return motion, body, job.summary
+    return motions, bodies, job.summary
 
 
 def _body_for(motion: Motion, smpl: Path | None, folder: Path, pose_correctives: bool,

@@ -22,6 +22,10 @@ DEVICES = (
     ("mps", "Apple GPU", "Apple silicon's GPU through Metal (MPS)"),
     ("cpu", "CPU", "The CPU"),
 )
+PEOPLE = (
+    ("one", "One", "The chosen person (Person: 0 is the largest at the start)"),
+    ("all", "All", "Everyone who stays in view, each with their own armature and body"),
+)
 FILLS = (
     ("interpolate", "Interpolate", "Frames without the person get the poses between the frames "
      "around them"),
@@ -53,6 +57,8 @@ class EstimateOptions:
     smpl: Path | None = _option(None, "SMPL model file (.npz or .pkl) for the body")
     checkpoint: Path | None = _option(None, "IKOL network weights (.pth)", network=True)
     person: int = _option(0, "which person: 0 = the largest at the start (default), 1 = the next")
+    people: str = _option("one", "one: the --person-th person (default); all: everyone who "
+                          "stays in view, one armature and body each", PEOPLE)
     fill: str = _option("interpolate", "frames without the person: rest pose, last pose, or "
                         "interpolated", FILLS)
     flip_test: bool = _option(False, "IKOL network: also run the mirrored crop and average",

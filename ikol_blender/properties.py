@@ -9,7 +9,7 @@ import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty,
                        IntProperty, PointerProperty, StringProperty)
 
-from .options import FILLS, FRONT_ENDS, EstimateOptions
+from .options import FILLS, FRONT_ENDS, PEOPLE, EstimateOptions
 
 SOURCES = (
     ("IMAGES", "Image Files", "One or more photos, one frame each, in the order listed"),
@@ -48,6 +48,8 @@ class IKOLSettings(bpy.types.PropertyGroup):
                         description="Use every Nth frame")
     front_end: EnumProperty(name="Front End", items=FRONT_ENDS,
                             description="What finds the person's joints in each frame")
+    people: EnumProperty(name="People", items=PEOPLE, default=EstimateOptions.people,
+                         description="One person, or everyone (an armature and body each)")
     person: IntProperty(name="Person", min=0, default=EstimateOptions.person,
                         description="Which person: 0 is the largest at the start, 1 the next")
     fill: EnumProperty(name="Missing Frames", items=FILLS,

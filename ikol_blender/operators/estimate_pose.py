@@ -44,6 +44,9 @@ class EstimateRun:
         self.inputs, self.name, self._clip = _source(settings)
         if settings.target == "EXISTING" and settings.target_armature is None:
             raise SourceError("Choose the armature to retarget onto")
+        if settings.target == "EXISTING" and settings.people == "all":
+            raise SourceError("Retargeting takes one person: choose People: One, or make "
+                              "everyone's SMPL bodies and retarget each in the Retarget panel")
         options = _estimate_options(settings)
         if settings.front_end == "ikol" and options.checkpoint is None:
             raise SourceError("The IKOL network needs its checkpoint: set it in the add-on's "
@@ -70,8 +73,8 @@ class EstimateRun:
         """Build the scene from the ended job (raises one of FAILURES, scene untouched)."""
         settings, retarget_settings = context.scene.ikol, context.scene.ikol_retarget
         try:
-            motion = self.job.motion()
-            body = self.job.body()
+            motions = self.job.motions()
+            bodies = self.job.bodies()
             footage = Footage(clip=self._clip) if self._clip else footage_of(self.inputs)
             existing = settings.target == "EXISTING"
             request = SceneRequest(
@@ -80,7 +83,7 @@ class EstimateRun:
                 target=settings.target_armature if existing else None,
                 bone_map=chosen_map(retarget_settings) if existing else None,
                 retarget=chosen_options(retarget_settings))
-            made = add_estimated(motion, request, body)
+            made = add_estimated(motions, request, bodies)
         except BaseException:
             _reset(settings, "Failed")
             raise
@@ -89,7 +92,9 @@ class EstimateRun:
         made.warnings[:0] = self.job.progress.warnings
         if made.retargeted is not None:
             retarget_settings.source, retarget_settings.target = made.built.armature, request.target
-        _reset(settings, f"Done: {(request.target or made.built.armature).name}")
+        done = (request.target or made.built.armature).name if len(made.people) == 1 else \
+            f"{len(made.people)} people"
+        _reset(settings, f"Done: {done}. {self.job.progress.people}".strip())
         return made
 
     def cancel(self, context: bpy.types.Context) -> None:
@@ -213,9 +218,11 @@ class IKOL_OT_estimate_pose(bpy.types.Operator):
             return {"CANCELLED"}
         for warning in made.warnings:
             self.report({"WARNING"}, warning)
-        target = made.retargeted.action.name if made.retargeted else made.built.armature.name
-        self.report({"INFO"}, f"Estimated {self._run.job.motion().num_frames} frame(s) onto {target}"
-                    + (f"; retargeted: {made.retargeted.describe()}" if made.retargeted else ""))
+        target = (made.retargeted.action.name if made.retargeted else
+                  ", ".join(person.armature.name for person in made.people))
+        self.report({"INFO"}, f"Estimated {self._run.job.motions()[0].num_frames} frame(s) onto "
+                    f"{target}" + (f"; retargeted: {made.retargeted.describe()}" if made.retargeted
+                                   else "") + f". {self._run.job.progress.people}")
         return {"FINISHED"}
 
     def _end_modal(self, context: bpy.types.Context) -> None:

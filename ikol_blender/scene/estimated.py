@@ -1,7 +1,8 @@
-"""An estimated motion into the scene, as Estimate Pose and the headless CLI both make it: the
-SMPL armature (build.py), the matched camera with the footage as its background, and
-optionally the motion retargeted onto an existing armature. All of it or nothing: on any
-failure the scene is put back as it was.
+"""Estimated motion into the scene, as Estimate Pose and the headless CLI both make it: an SMPL
+armature and body per person (build.py; `--people all` gives several, each with its own
+shape and name), one matched camera with the footage as its background, and optionally one
+person's motion retargeted onto an existing armature. All of it or nothing: on any failure the
+scene is put back as it was.
 
 Timing: the motion's k-th frame is keyed at scene frame 1 + k, except with a movie as the
 background: Blender plays a movie frame by frame and cannot skip, so the keys move to the
@@ -17,7 +18,7 @@ import numpy as np
 from ..body_file import Body
 from ..footage import Footage, same_picture
 from ..motion import Motion
-from ..retarget.bake import RetargetOptions, RetargetResult, retarget
+from ..retarget.bake import RetargetError, RetargetOptions, RetargetResult, retarget
 from ..retarget.bonemap import BoneMap
 from .build import BuiltScene, build_scene, set_frame_rate
 from .rollback import kept_on_failure
@@ -51,32 +52,52 @@ class SceneRequest:
 
 @dataclass
 class MadeScene:
-    built: BuiltScene
+    """What was added: each person's armature, body and (the first's) camera; the retargeting."""
+
+    people: list[BuiltScene]
     retargeted: RetargetResult | None = None
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def built(self) -> BuiltScene:
+        """The first person's, which holds the camera."""
+        return self.people[0]
 
-def add_estimated(motion: Motion, request: SceneRequest, body: Body | None = None) -> MadeScene:
+
+def add_estimated(motions: list[Motion], request: SceneRequest,
+                  bodies: list[Body | None] | None = None) -> MadeScene:
     """Add everything `request` asks for to the current scene; on failure leave it as it was.
 
-    `body`: the body made for the motion's shape (job.EstimateJob.body: the open body or the
-    SMPL mesh), or None (the capsule body); its mesh is used when a body mesh is asked for.
+    `motions`: one per person, all over the same frames and through the same camera (the
+    backend's `--people all` files), or just one. `bodies`: the body made for each motion's
+    shape (job.EstimateJob.bodies: the open body or the SMPL mesh), or None (the capsule
+    body); their meshes are used when a body mesh is asked for. With several people each
+    armature is named "NAME person K" in the files' order; retargeting takes one person.
     """
+    if request.target is not None and len(motions) != 1:
+        raise RetargetError(f"Retargeting onto {request.target.name} takes one person, not "
+                         f"{len(motions)}: retarget each person's armature in turn")
+    bodies = bodies or [None] * len(motions)
     mesh = request.body_mesh and request.target is None
     with kept_on_failure(bpy.context.scene, request.target):
-        built = build_scene(motion, request.name, body=body if body is not None and mesh else mesh,
-                            camera=request.camera)
-        made = MadeScene(built)
-        if built.camera is not None and request.footage is not None:
-            made.warnings += _add_footage(built, motion, request.footage)
+        people = []
+        for number, (motion, body) in enumerate(zip(motions, bodies)):
+            name = request.name if len(motions) == 1 else f"{request.name} person {number}"
+            people.append(build_scene(motion, name, body=body if body is not None and mesh else mesh,
+                                      camera=request.camera and number == 0))
+        made = MadeScene(people)
+        if made.built.camera is not None and request.footage is not None:
+            made.warnings += _add_footage(people, motions[0], request.footage)
         if request.target is not None:
-            made.retargeted = retarget(built.armature, request.target, request.bone_map,
+            made.retargeted = retarget(made.built.armature, request.target, request.bone_map,
                                        request.retarget)
         return made
 
 
-def _add_footage(built: BuiltScene, motion: Motion, footage: Footage) -> list[str]:
-    """The footage behind the matched camera, in step with the keys; warnings for the user."""
+def _add_footage(people: list[BuiltScene], motion: Motion, footage: Footage) -> list[str]:
+    """The footage behind the first person's matched camera, every person's keys in step with
+    it; warnings for the user."""
+    built = people[0]
     frame_index = (np.arange(motion.num_frames) if motion.frame_index is None
                    else np.asarray(motion.frame_index, dtype=np.int64))
     if footage.images:
@@ -92,7 +113,8 @@ def _add_footage(built: BuiltScene, motion: Motion, footage: Footage) -> list[st
             return [f"Blender cannot play {clip.filepath}: no background"]
         add_clip_background(built.camera, clip)
         frames = clip_scene_frames(clip, frame_index)
-        move_keys(built.armature, frames)
+        for person in people:
+            move_keys(person.armature, frames)
         scene = bpy.context.scene
         scene.frame_start, scene.frame_end = int(frames[0]), int(frames[-1])
         set_frame_rate(scene, clip.fps)

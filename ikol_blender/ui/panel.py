@@ -45,7 +45,9 @@ class IKOL_PT_estimate(bpy.types.Panel):
         frames.prop(settings, "start")
         frames.prop(settings, "stop")
         frames.prop(settings, "stride")
-        options.prop(settings, "person")
+        options.prop(settings, "people", expand=True)
+        if settings.people == "one":
+            options.prop(settings, "person")
         options.prop(settings, "fill")
         options.prop(settings, "front_end")
         if settings.front_end == "ikol":

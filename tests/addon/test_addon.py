@@ -45,7 +45,7 @@ def sample_motion() -> Motion:
     job = EstimateJob(backend_python(), [SAMPLE])
     while not job.step(timeout=0.1):
         pass
-    motion = job.motion()
+    motion = job.motions()[0]
     job.cleanup()
     return motion
 
@@ -136,7 +136,7 @@ def test_estimate_pose_on_a_photo(addon):
     assert addon.camera == camera and camera.data.show_background_images
     [background] = camera.data.background_images
     assert Path(background.image.filepath) == SAMPLE
-    check_keys_and_pose(armature, run.job.motion(), np.array([1.0]))
+    check_keys_and_pose(armature, run.job.motions()[0], np.array([1.0]))
 
 
 def test_estimate_pose_on_a_movie_clip_keeps_its_timing(addon, tmp_path):
@@ -148,7 +148,7 @@ def test_estimate_pose_on_a_movie_clip_keeps_its_timing(addon, tmp_path):
     settings.source, settings.clip, settings.start, settings.stride = "CLIP", clip, 1, 2
     before = data_counts()
     run, _ = run_like_the_modal_operator(bpy.context)
-    motion = run.job.motion()
+    motion = run.job.motions()[0]
     np.testing.assert_array_equal(motion.frame_index, [1, 3, 5])
     # Blender plays movie frame (scene frame - frame_start + frame_offset) of a clip.
     scene_frames = motion.frame_index + clip.frame_start - clip.frame_offset
@@ -169,7 +169,7 @@ def test_estimate_pose_on_an_image_folder(addon, tmp_path):
     settings = addon.ikol
     settings.source, settings.folder_path, settings.stride = "FOLDER", str(folder), 2
     run, _ = run_like_the_modal_operator(bpy.context)
-    motion = run.job.motion()
+    motion = run.job.motions()[0]
     np.testing.assert_array_equal(motion.frame_index, [0, 2])
     check_keys_and_pose(bpy.data.objects["shots"], motion, np.array([1.0, 2.0]))
     camera = bpy.data.objects["shots_camera"]
@@ -224,7 +224,7 @@ def test_a_failure_after_the_body_is_built_puts_everything_back(empty_scene, sam
     before = data_counts()
     request = SceneRequest("person", footage=Footage(images=(SAMPLE,)), target=target)
     with pytest.raises(RetargetError, match="rest position"):
-        add_estimated(sample_motion, request)
+        add_estimated([sample_motion], request)
     assert data_counts() == before
     assert target.animation_data.action == previous
     assert (scene.frame_start, scene.frame_end, scene.render.fps, scene.camera) == (5, 50, 25, None)
@@ -255,7 +255,7 @@ def test_crashing_backend_is_reported_and_leaves_the_scene_untouched(addon, tmp_
     while not job.step(timeout=0.1):
         pass
     with pytest.raises(BackendFailed) as failure:
-        job.motion()
+        job.motions()[0]
     job.cleanup()
     assert "exit code 139" in failure.value.message
     assert "Segmentation fault" in failure.value.message
@@ -308,7 +308,7 @@ def test_estimate_pose_with_an_smpl_model_builds_the_smpl_body(smpl_preference):
     run, statuses = run_like_the_modal_operator(bpy.context)
     assert any(status.startswith("Making the body") for status in statuses)
     assert not run.job.folder.exists()
-    motion = run.job.motion()
+    motion = run.job.motions()[0]
     body = bpy.data.objects["person_body"]
     names = body.data.shape_keys.key_blocks.keys()
     assert {f"Shape{k:03d}" for k in range(10)} <= set(names)
@@ -342,7 +342,7 @@ def test_job_reports_progress_and_yields_the_motion_it_wrote():
     job = EstimateJob(backend_python(), [SAMPLE, SAMPLE])
     while not job.step(timeout=0.1):
         pass
-    motion = job.motion()
+    motion = job.motions()[0]
     job.cleanup()
     assert job.progress.done == job.progress.total == 2
     assert motion.num_frames == 2 and motion.valid.all()
