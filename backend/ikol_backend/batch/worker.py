@@ -98,15 +98,16 @@ class WorkerCore:
         from ..estimate import estimate_motion
 
         try:
-            motion = estimate_motion([Path(job.path)], _Relay(job.key, report), self.options,
-                                     self.network)
+            estimated = estimate_motion([Path(job.path)], _Relay(job.key, report), self.options,
+                                        self.network)
         except BackendError as exc:
             return Outcome(False, code=exc.code, message=exc.message)
         except Exception as exc:  # a bug: the trace to this worker's stderr
             traceback.print_exc()
             return Outcome(False, code="internal", message=f"{type(exc).__name__}: {exc}")
-        return Outcome(True, arrays=motion.arrays, frames=motion.frames,
-                       valid_frames=motion.valid_frames, seconds=motion.seconds)
+        person = estimated.people[0]  # the one person `estimate` writes (--person)
+        return Outcome(True, arrays=person.arrays, frames=estimated.frames,
+                       valid_frames=person.valid_frames, seconds=estimated.seconds)
 
 
 class _Relay(Events):
