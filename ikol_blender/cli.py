@@ -414,7 +414,11 @@ def _ended_at_once(leftovers: Callable[[], list[Path]]) -> Iterator[None]:
     finished = threading.Event()
 
     def watch() -> None:
-        if receiver.recv(1) and not finished.is_set():
+        try:
+            woken = receiver.recv(1)
+        except OSError:  # the sender closed abruptly (Windows): no signal came
+            return
+        if woken and not finished.is_set():
             for folder in leftovers():
                 shutil.rmtree(folder, ignore_errors=True)
             print("error: interrupted", file=sys.stderr, flush=True)
