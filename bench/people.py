@@ -14,7 +14,8 @@ runs it:
 Measures (2D: bench/accuracy.py's method, the 12 limb joints drawn through the file's camera,
 pixels; only joints inside the image and not covered by another person in the truth):
 - matched person, per valid frame of a track: the true person whose 2D limb joints are nearest
-  (mean distance); a track follows the person it matches in most of its valid frames.
+  (mean distance), or nobody when even they are farther than NOBODY times their height in
+  the image; a track follows the person it matches in most of its valid frames.
 - switches: changes of the matched person between consecutive valid frames of a track.
 - on someone else: share of a track's valid frames matched to another person than the one it
   follows (the issue's check: at most 2 %).
@@ -62,6 +63,8 @@ from accuracy import MODEL_TO_CAMERA, SMPL_LIMBS, intrinsics_of, project  # noqa
 from pipeline import Tree, baseline_checkout, check_imports, git, machine  # noqa: E402
 
 LIMBS = np.array(SMPL_LIMBS)  # the 12 limb joints: rows of joints_2d / the motion's joints
+NOBODY = 0.5  # a track frame farther than this share of the nearest person's box height from
+# them (mean limb joint distance) matches nobody
 
 
 @dataclasses.dataclass
@@ -86,6 +89,7 @@ class Run:
     exit_code: int
     error: str | None  # the error event's code and message, if any
     frames: int  # frames the backend reported (0 without a result)
+    found: int | None  # people the backend says it found (its `people` event), if it says
     clip_s: float  # start event to result event (0 without them)
     wall_s: float  # process launch to exit
 
@@ -122,6 +126,7 @@ def run_estimate(tree: Tree, truth: people_scene.Truth, item: str, mode: str, ar
     seen: dict[str, float] = {}
     result: dict = {}
     error = None
+    found = None
     launched = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONPATH": str(tree.backend)})
@@ -132,6 +137,8 @@ def run_estimate(tree: Tree, truth: people_scene.Truth, item: str, mode: str, ar
             seen[kind] = time.perf_counter()
             if kind == "result":
                 result = event.get("summary", {}) or {}
+        elif kind == "people":
+            found = event.get("found")
         elif kind == "error":
             error = f"{event.get('code')}: {event.get('message')}"
     stderr = process.stderr.read()
@@ -146,7 +153,9 @@ def run_estimate(tree: Tree, truth: people_scene.Truth, item: str, mode: str, ar
     tracks = [read_track(f, truth) for f in files] if code == 0 else []
     frames = int(result.get("frames", 0)) or (truth.frames if tracks else 0)
     clip = seen["result"] - seen["start"] if {"start", "result"} <= set(seen) else 0.0
-    return Run(tree.label, item, mode, tracks, code, error, frames, clip, wall)
+    if found is None:
+        found = result.get("people_found")
+    return Run(tree.label, item, mode, tracks, code, error, frames, found, clip, wall)
 
 
 # --------------------------------------------------------------------------------------
@@ -163,14 +172,18 @@ def truth_limbs(truth: people_scene.Truth) -> tuple[np.ndarray, np.ndarray]:
 
 def matches(track: Track, truth: people_scene.Truth) -> np.ndarray:
     """(N,) per source frame: the true person nearest to the track's limb joints (mean pixel
-    distance over all 12), -1 where the track has no valid row."""
+    distance over all 12), -1 where the track has no valid row, -2 where the nearest is
+    farther than NOBODY times their box height."""
     out = np.full(truth.frames, -1)
     uv = truth.joints_2d[:, :, LIMBS]
+    heights = truth.boxes[..., 3] - truth.boxes[..., 1]
     for row, frame in enumerate(track.frame_index):
         if not track.valid[row] or not 0 <= frame < truth.frames:
             continue
         distance = np.linalg.norm(uv[frame] - track.limbs_2d[row][None], axis=-1).mean(-1)
-        out[frame] = int(np.argmin(distance))
+        nearest = int(np.argmin(distance))
+        near = distance[nearest] <= NOBODY * np.nan_to_num(heights[frame, nearest], nan=0.0)
+        out[frame] = nearest if near else -2
     return out
 
 
@@ -220,6 +233,7 @@ class PersonRow:
     solo_2d: float | None
     frames_per_s: float | None
     wall_frames_per_s: float | None
+    found: int | None = None
     error: str | None = None
 
     @property
@@ -248,7 +262,7 @@ def measure_run(run: Run, truth: people_scene.Truth, solo: dict[int, Track],
         mine = [i for i, f in enumerate(follows) if f == person]
         base = dict(tree=run.tree, item=run.item, mode=run.mode, person=person,
                     tracks=len(mine), frames_per_s=run.frames_per_s,
-                    wall_frames_per_s=run.wall_frames_per_s, error=run.error)
+                    wall_frames_per_s=run.wall_frames_per_s, found=run.found, error=run.error)
         if not mine:
             rows.append(PersonRow(**base, switches=None, on_other=None,
                                   coverage=0.0 if truth.visible[:, person].any() else None,
@@ -257,8 +271,9 @@ def measure_run(run: Run, truth: people_scene.Truth, solo: dict[int, Track],
         # the track that follows this person longest stands for them
         best = max(mine, key=lambda i: int((per_track[i] == person).sum()))
         matched, track = per_track[best], run.tracks[best]
-        valid = matched >= 0
-        on_other = float((matched[valid] != person).mean()) if valid.any() else None
+        valid = matched != -1
+        on_other = float(((matched >= 0) & (matched != person))[valid].mean()) \
+            if valid.any() else None
         visible = truth.visible[:, person]
         covered = np.zeros(truth.frames, bool)
         for i in mine:
@@ -306,16 +321,30 @@ def _num(x: float | None, digits: int = 2) -> str:
 
 def table(rows: list[PersonRow]) -> list[str]:
     """Markdown: a row per item, run and true person."""
-    head = ["item", "tree", "run", "person", "tracks", "switches", "on someone else %",
+    head = ["item", "tree", "run", "found", "person", "tracks", "switches", "on someone else %",
             "coverage %", "2D err % h", "solo 2D err % h", "ratio", "frames/s (wall)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 8) + "|"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 10) + "|"]
     for r in rows:
         speed = "—" if r.frames_per_s is None else (
             f"{r.frames_per_s:.1f} ({_num(r.wall_frames_per_s, 1)})")
         lines.append("| " + " | ".join([
-            r.item, r.tree, r.mode, str(r.person), str(r.tracks),
+            r.item, r.tree, r.mode, "—" if r.found is None else str(r.found), str(r.person),
+            str(r.tracks),
             "—" if r.switches is None else str(r.switches), _pct(r.on_other),
             _pct(r.coverage), _num(r.error_2d), _num(r.solo_2d), _num(r.ratio), speed]) + " |")
+    return lines
+
+
+def track_notes(runs: list[Run], items: list[str], args) -> list[str]:
+    """Per --people all run: how many files it wrote and how many of them follow nobody."""
+    lines = []
+    for r in runs:
+        if r.mode != "all" or r.error:
+            continue
+        truth = people_scene.load_truth(people_scene.cached(r.item, args.cache).truth)
+        ghosts = sum(followed(matches(t, truth)) < 0 for t in r.tracks)
+        lines.append(f"- {r.tree} {r.item} --people all: {len(r.tracks)} file(s) for "
+                     f"{truth.people} people; {ghosts} follow nobody")
     return lines
 
 
@@ -446,6 +475,10 @@ def main(argv=None) -> int:
     print(f"Renders: {args.cache}" + (f" (rendered now in {render_s:.0f} s)" if render_s else ""))
     print()
     print("\n".join(table(rows)))
+    notes = track_notes(runs, items, args)
+    if notes:
+        print()
+        print("\n".join(notes))
     problems = failures(runs)
     if problems:
         print("\nRuns that failed (their people count as not found):")
