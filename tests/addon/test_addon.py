@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import bpy
+import cv2
 import numpy as np
 import pytest
 from mathutils import Matrix, Quaternion, Vector
@@ -125,7 +126,8 @@ def test_estimate_pose_on_a_photo(addon):
                             for status in statuses)
     assert statuses[0].startswith("Estimating") and statuses[-1].startswith("Making the body")
     assert run.job.progress.done == run.job.progress.total == 1
-    assert not addon.ikol.running and addon.ikol.status == "Done: person"
+    assert not addon.ikol.running and addon.ikol.status == (
+        "Done: person. 1 person found; following person 0 (track 0, 1 frame(s)).")
     assert not run.job.folder.exists()
     armature = bpy.data.objects["person"]
     body = bpy.data.objects["person_body"]
@@ -137,6 +139,49 @@ def test_estimate_pose_on_a_photo(addon):
     [background] = camera.data.background_images
     assert Path(background.image.filepath) == SAMPLE
     check_keys_and_pose(armature, run.job.motions()[0], np.array([1.0]))
+
+
+def group_photo(folder: Path) -> Path:
+    """A photo of three people side by side: the sample person at 1.0, 0.8 and 0.6 of its size."""
+    person = cv2.imread(str(SAMPLE))[:, 90:340]
+    height = person.shape[0]
+    canvas = np.full((height, 3 * person.shape[1], 3), np.median(person[:20, :20], axis=(0, 1)), np.uint8)
+    for number, scale in enumerate((1.0, 0.8, 0.6)):
+        small = cv2.resize(person, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        left = number * person.shape[1]
+        canvas[height - small.shape[0]:, left:left + small.shape[1]] = small
+    cv2.imwrite(str(folder / "group.png"), canvas)
+    return folder / "group.png"
+
+
+def test_everyone_in_a_group_photo_gets_an_armature_and_body_in_one_undo_step(addon, tmp_path):
+    addon.ikol.images.add().path = str(group_photo(tmp_path))
+    addon.ikol.people = "all"
+    before = data_counts()
+    run, statuses = run_like_the_modal_operator(bpy.context)
+    assert any(status.startswith("Making body 3 of 3") for status in statuses)
+    assert addon.ikol.status.startswith("Done: 3 people. 3 people found; motion for 3 of them")
+    motions = run.job.motions()
+    armatures = [bpy.data.objects[f"group person {k}"] for k in range(3)]
+    bodies = [bpy.data.objects[f"group person {k}_body"] for k in range(3)]
+    assert [body.parent for body in bodies] == armatures
+    after = data_counts()
+    assert after["cameras"] - before["cameras"] == 1 and after["armatures"] - before["armatures"] == 3
+    assert len({body.data.name for body in bodies}) == 3  # each body its own mesh and shape
+    xs = [armature.matrix_world.translation.x + armature.pose.bones["pelvis"].head.x
+          for armature in armatures]
+    assert xs == sorted(xs)  # person 0 is the largest: the leftmost
+    for armature, motion in zip(armatures, motions):
+        check_keys_and_pose(armature, motion, np.array([1.0]))
+
+
+def test_retargeting_everyone_at_once_is_refused(addon, rest_joints):
+    addon.ikol.images.add().path = str(SAMPLE)
+    addon.ikol.people = "all"
+    addon.ikol.target, addon.ikol.target_armature = "EXISTING", mixamo_like(rest_joints)
+    with pytest.raises(SourceError, match="Retargeting takes one person"):
+        EstimateRun(bpy.context)
+    assert not addon.ikol.running
 
 
 def test_estimate_pose_on_a_movie_clip_keeps_its_timing(addon, tmp_path):
@@ -189,7 +234,7 @@ def test_estimate_pose_onto_an_existing_armature(addon, rest_joints):
     assert "person_body" not in bpy.data.objects
     assert addon.ikol_retarget.source == bpy.data.objects["person"]
     assert addon.ikol_retarget.target == target
-    assert addon.ikol.status == "Done: mixamo"
+    assert addon.ikol.status.startswith("Done: mixamo. 1 person found")
 
 
 def test_cancel_ends_the_backend_within_a_second_and_leaves_nothing(addon):
