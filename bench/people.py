@@ -63,6 +63,7 @@ from accuracy import MODEL_TO_CAMERA, SMPL_LIMBS, intrinsics_of, project  # noqa
 from pipeline import Tree, baseline_checkout, check_imports, git, machine  # noqa: E402
 
 LIMBS = np.array(SMPL_LIMBS)  # the 12 limb joints: rows of joints_2d / the motion's joints
+UNSUPPORTED: set[str] = set()  # trees whose backend has no --people
 NOBODY = 0.5  # a track frame farther than this share of the nearest person's box height from
 # them (mean limb joint distance) matches nobody
 
@@ -335,6 +336,28 @@ def table(rows: list[PersonRow]) -> list[str]:
     return lines
 
 
+def speed_table(runs: list[Run], items: list[str], trees: list[str]) -> list[str]:
+    """Markdown: per item, the median frames/s (start to result) of each tree's --person K
+    runs and of its --people all run, then current / baseline of the --person K runs."""
+    head = ["item"] + [f"{t}: {m}" for t in trees for m in ("--person K", "--people all")]
+    if len(trees) > 1:
+        head.append("--person K current / baseline")
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for name in items:
+        cells, person_rates = [name], []
+        for tree in trees:
+            mine = [r for r in runs if r.tree == tree and r.item == name and r.frames_per_s]
+            person = [r.frames_per_s for r in mine if r.mode.startswith("person ")]
+            every = [r.frames_per_s for r in mine if r.mode == "all"]
+            person_rates.append(float(np.median(person)) if person else None)
+            cells += [_num(person_rates[-1], 1), _num(every[0] if every else None, 1)]
+        if len(trees) > 1:
+            a, b = person_rates[0], person_rates[1]
+            cells.append(_num(a / b if a and b else None))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def track_notes(runs: list[Run], items: list[str], args) -> list[str]:
     """Per --people all run: how many files it wrote and how many of them follow nobody."""
     lines = []
@@ -401,7 +424,8 @@ def progress(message: str) -> None:
 
 
 def bench_tree(tree: Tree, items: list[str], args, work: Path, extra: list[str]) -> list[Run]:
-    """Every run of one tree: --person K per person, then --people all, then the solos."""
+    """Every run of one tree: --person K per person, then --people all (dropped, with a note,
+    when the tree has no --people), then the solos."""
     runs = []
     for name in items:
         truth = people_scene.load_truth(people_scene.cached(name, args.cache).truth)
@@ -413,8 +437,12 @@ def bench_tree(tree: Tree, items: list[str], args, work: Path, extra: list[str])
             progress(f"{tree.label} {name} --person {k}: {runs[-1].error or 'ok'}")
         if not args.no_all:
             out = folder / "all"
-            runs.append(run_estimate(tree, truth, name, "all", ["--people", "all"], out, extra))
-            progress(f"{tree.label} {name} --people all: {runs[-1].error or 'ok'}")
+            run = run_estimate(tree, truth, name, "all", ["--people", "all"], out, extra)
+            if run.exit_code == 2 and "--people" in (run.error or ""):  # argparse: no such option
+                UNSUPPORTED.add(tree.label)
+            else:
+                runs.append(run)
+            progress(f"{tree.label} {name} --people all: {run.error or 'ok'}")
         for k in range(truth.people if truth.people > 1 else 0):
             solo = people_scene.cached(f"{name}_solo{k}", args.cache)
             if solo is None:
@@ -463,8 +491,9 @@ def main(argv=None) -> int:
         work = args.keep or Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="ikol-people-")))
         runs = []
-        for tree in trees:  # one tree after the other: each run is a whole process
-            runs += bench_tree(tree, items, args, work, extra)
+        for name in items:  # the trees take turns, so that load drifts hit both
+            for tree in trees:
+                runs += bench_tree(tree, [name], args, work, extra)
     rows = rows_of(runs, items, args)
     about = {**machine(), "load_average_before": load_before}
     print(f"Machine: {about['cpu']}, {about['cpus']} CPUs, {about['system']}, Python "
@@ -475,7 +504,10 @@ def main(argv=None) -> int:
     print(f"Renders: {args.cache}" + (f" (rendered now in {render_s:.0f} s)" if render_s else ""))
     print()
     print("\n".join(table(rows)))
-    notes = track_notes(runs, items, args)
+    print("\nSpeed, frames/s from the start event to the result event (median of the runs)\n")
+    print("\n".join(speed_table(runs, items, [t.label for t in trees])))
+    notes = track_notes(runs, items, args) + [
+        f"- {label}: no --people option (its --people all runs left out)" for label in UNSUPPORTED]
     if notes:
         print()
         print("\n".join(notes))
