@@ -50,7 +50,8 @@ def demo(tmp_path_factory) -> dict:
 def test_demo_writes_motion_blend_and_render(demo):
     out = demo["out"]
     assert sorted(p.name for p in out.iterdir()) == ["render.png", "scene.blend", "scene.npz"]
-    assert "Person found in 1 of 1 frame(s)." in demo["stdout"]
+    assert ("Person found in 1 of 1 frame(s) (1 person found; following person 0)."
+            in demo["stdout"])
     assert "Time per stage:" in demo["stdout"]
 
 
@@ -99,7 +100,7 @@ def test_backend_events_follow_the_protocol(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     documented = documented_rows("## Events")
-    assert [e["event"] for e in events] == ["start", "progress", "result"]
+    assert [e["event"] for e in events] == ["start", "progress", "people", "result"]
     for event in events:
         required = [f for f in documented[event["event"]] if f not in ("frame",)]
         assert set(required) <= set(event), event
