@@ -359,3 +359,26 @@ def test_for_people_a_line_per_input_and_a_bar_over_inputs_and_frames():
         "[####################..........] 2/3 inputs, 40/80 frames, 20.0 frames/s",
         "Batch: 1 done, 1 failed, 1 skipped of 3 input(s), 80 frame(s) in 4.0 s. "
         "Manifest: /o/manifest.jsonl"]
+
+
+def test_everyone_in_each_input_gets_a_folder_of_person_files_and_a_rerun_skips_them(tmp_path: Path):
+    photo = cv2.imread(str(SAMPLE))
+    pair = np.concatenate([photo, cv2.flip(photo, 1)], axis=1)  # two people side by side
+    cv2.imwrite(str(tmp_path / "pair.png"), pair)
+    outdir = tmp_path / "motion"
+    code, events = finish(batch(tmp_path / "pair.png", SAMPLE, "-o", outdir, "--people", "all",
+                                "--workers", "1"))
+    assert code == 0, events
+    assert sorted(p.name for p in (outdir / "pair").iterdir()) == ["person0.npz", "person1.npz"]
+    assert sorted(p.name for p in (outdir / "person").iterdir()) == ["person0.npz"]
+    sides = []
+    for name in ("person0.npz", "person1.npz"):
+        with np.load(outdir / "pair" / name) as motion:
+            sides.append(bool(motion["keypoints_2d"][0, :24, 0].mean() > photo.shape[1]))
+    assert sorted(sides) == [False, True]  # one file for each of the two
+    assert [line["status"] for line in manifest_lines(outdir)] == ["done", "done"]
+    code, _ = finish(batch(tmp_path / "pair.png", SAMPLE, "-o", outdir, "--people", "all",
+                           "--workers", "1"))
+    assert code == 0 and [line["status"] for line in manifest_lines(outdir)][2:] == ["skipped"] * 2
+    code, events = finish(batch(SAMPLE, "-o", tmp_path / "json", "--people", "all", "--format", "json"))
+    assert code == 2 and "leave out --format json" in events[-1]["message"]

@@ -10,6 +10,7 @@ cannot be written or another batch is using it, 130 when interrupted.
 import argparse
 import glob
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace, events: Events) -> int:
     """The batch; returns the exit code (0 or 6; errors are raised)."""
     _check(args)
     probe = _probe(args)
-    suffix = f".{args.format}"
+    everyone = args.people == "all"
+    suffix = "" if everyone else f".{args.format}"  # --people all: a folder per input
     expanded = expand(args.inputs, suffix)
     for warning in expanded.warnings:
         events.emit("warning", code="inputs_not_used", message=warning)
@@ -95,7 +97,8 @@ def run(args: argparse.Namespace, events: Events) -> int:
     events.out, sys.stdout = sys.stdout, sys.stderr  # stdout: our events only (Ray prints too)
     try:
         _remove_stale_temporaries(outdir, [item.output for item in expanded.inputs])
-        runner = Runner(expanded.inputs, outdir, manifest, settings, args.retries, events)
+        runner = Runner(expanded.inputs, outdir, manifest, settings, args.retries, events,
+                        everyone)
         jobs, skipped = runner.pending()
         if jobs:
             pool = _pool(args, options, len(jobs))
@@ -121,6 +124,9 @@ def _check(args: argparse.Namespace) -> None:
     """Usage errors of the batch's own options, before any work."""
     if args.workers is not None and args.workers < 1:
         raise BackendError("bad_option", f"--workers must be 1 or more, not {args.workers}")
+    if args.people == "all" and args.format != "npz":
+        raise BackendError("bad_option", "--people all writes a folder of .npz files per input: "
+                                         "leave out --format json.")
     if args.retries < 0:
         raise BackendError("bad_option", f"--retries must be 0 or more, not {args.retries}")
     if args.gpu_share is not None:
@@ -149,11 +155,14 @@ def _output_folder(folder: Path) -> Path:
 
 
 def _remove_stale_temporaries(outdir: Path, outputs: list[str]) -> None:
-    """Temporary files a killed batch left while writing a motion file (the manifest's lock
-    says no other batch is writing here)."""
+    """Temporary files (and, with --people all, folders) a killed batch left while writing a
+    motion file (the manifest's lock says no other batch is writing here)."""
     for name in outputs:
         for stale in outdir.glob(f".{glob.escape(name)}.*.tmp"):
-            stale.unlink(missing_ok=True)
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
 
 def _probe(args: argparse.Namespace) -> Probe:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from .. import __version__
 from ..errors import BackendError
 from ..events import Events
-from ..writers.motion import write_motion
+from ..writers.motion import write_motion, write_people
 from .inputs import Input
 from .manifest import DONE, FAILED, SKIPPED, Manifest, Record
 from .worker import Job, Outcome
@@ -72,8 +72,9 @@ class Runner:
     a job whose worker dies gets up to `retries` more attempts."""
 
     def __init__(self, inputs: list[Input], outdir: Path, manifest: Manifest, settings: str,
-                 retries: int, events: Events):
+                 retries: int, events: Events, everyone: bool = False):
         self.inputs = inputs
+        self.everyone = everyone  # --people all: each output is a folder of person files
         self.outdir = outdir
         self.manifest = manifest
         self.settings = settings
@@ -96,7 +97,8 @@ class Runner:
         jobs, skipped = [], []
         for key, item in enumerate(self.inputs):
             earlier = self.manifest.finished_with(str(item.path), item.output, self.settings)
-            if earlier is not None and (self.outdir / item.output).is_file():
+            output = self.outdir / item.output
+            if earlier is not None and (output.is_dir() if self.everyone else output.is_file()):
                 skipped.append(Record(str(item.path), item.output, SKIPPED, 1, self.settings,
                                       frames=earlier.get("frames"),
                                       valid_frames=earlier.get("valid_frames")))
@@ -197,7 +199,10 @@ class Runner:
         unwritable = None
         if outcome.done:
             try:
-                write_motion(self.outdir / item.output, outcome.arrays)
+                if self.everyone:
+                    write_people(self.outdir / item.output, outcome.people)
+                else:
+                    write_motion(self.outdir / item.output, outcome.people[0])
             except BackendError as exc:
                 unwritable = exc
                 outcome = dataclasses.replace(outcome, done=False, code=exc.code, message=exc.message)

@@ -52,11 +52,11 @@ class Job:
 
 @dataclasses.dataclass
 class Outcome:
-    """How a job ended: `arrays` (the motion file's) when done; `code` and `message` when it
-    failed."""
+    """How a job ended: `people` (each person's motion file arrays: one with --people one) when
+    done; `code` and `message` when it failed."""
 
     done: bool
-    arrays: dict[str, Any] | None = None
+    people: list[dict[str, Any]] | None = None
     frames: int | None = None
     valid_frames: int | None = None
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -105,9 +105,10 @@ class WorkerCore:
         except Exception as exc:  # a bug: the trace to this worker's stderr
             traceback.print_exc()
             return Outcome(False, code="internal", message=f"{type(exc).__name__}: {exc}")
-        person = estimated.people[0]  # the one person `estimate` writes (--person)
-        return Outcome(True, arrays=person.arrays, frames=estimated.frames,
-                       valid_frames=person.valid_frames, seconds=estimated.seconds)
+        return Outcome(True, people=[person.arrays for person in estimated.people],
+                       frames=estimated.frames,
+                       valid_frames=max(person.valid_frames for person in estimated.people),
+                       seconds=estimated.seconds)
 
 
 class _Relay(Events):
