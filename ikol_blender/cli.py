@@ -219,7 +219,7 @@ def _main(args: argparse.Namespace) -> int:
         if args.export is not None:
             staged["export"] = Path(work) / f"export{args.export.suffix.lower()}"
         try:
-            summary, seconds = _run(args, staged)
+            summary, seconds, device = _run(args, staged)
         except (BackendFailed, MotionFileError, BodyFileError, SceneError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             no_person = isinstance(exc, BackendFailed) and exc.code == "no_person"
@@ -252,6 +252,8 @@ def _main(args: argparse.Namespace) -> int:
         print(f"Person found in {summary['valid_frames']} of {summary['frames']} frame(s) "
               f"({summary['people_found']} {'person' if summary['people_found'] == 1 else 'people'} "
               f"found; following person {args.person}).")
+    if device:
+        print(f"Device: {device}")
     print(f"Motion: {args.motion}\nScene:  {args.output}")
     for label, path in (("Render", args.render), ("Frames", args.render_all),
                         ("Export", args.export)):
@@ -264,14 +266,15 @@ def _main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[str, float]]:
+def _run(args: argparse.Namespace,
+         staged: dict[str, Path]) -> tuple[dict, dict[str, float], str]:
     """Backend (or the given motion file), scene, render, export and .blend, all written into
-    the staging folder; the backend's summary ({} for a given motion file) and seconds per
-    stage."""
+    the staging folder; the backend's summary ({} for a given motion file), seconds per stage
+    and the device the backend ran on ("" for a given motion file)."""
     seconds: dict[str, float] = {}
     tick = time.perf_counter()
     if args.motion_given:
-        motion, body, summary = load_motion(args.motion), None, {}
+        motion, body, summary, device = load_motion(args.motion), None, {}, ""
         mesh = args.retarget is None and not args.no_body
         if motion.rest_joints is None or args.smpl is not None or (mesh and not args.capsules):
             body = _body_for(motion, args.smpl, staged["motion"].parent,
@@ -279,7 +282,7 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
         motions, bodies = [motion], [body]
         seconds["motion file"] = time.perf_counter() - tick
     else:
-        motions, bodies, summary = _estimate(args, staged)
+        motions, bodies, summary, device = _estimate(args, staged)
         seconds["backend (total)"] = time.perf_counter() - tick
 
     import bpy  # only now: a backend failing fast needs no Blender
@@ -288,7 +291,7 @@ def _run(args: argparse.Namespace, staged: dict[str, Path]) -> tuple[dict, dict[
     # (during a render, until it ends; then Cycles swallows its KeyboardInterrupt).
     with _ended_at_once(lambda: [staged["blend"].parent, Path(bpy.app.tempdir)]):
         seconds |= _scene(args, staged, motions, bodies)
-    return summary, seconds
+    return summary, seconds, device
 
 
 def _scene(args: argparse.Namespace, staged: dict[str, Path], motions: list[Motion],
@@ -437,10 +440,10 @@ def _ended_at_once(leftovers: Callable[[], list[Path]]) -> Iterator[None]:
 
 
 def _estimate(args: argparse.Namespace,
-              staged: dict[str, Path]) -> tuple[list[Motion], list[Body | None], dict]:
+              staged: dict[str, Path]) -> tuple[list[Motion], list[Body | None], dict, str]:
     """Run the backend job: each person's motion (also copied to the staging folder: the
     motion file, or with --people all a folder of them), each one's body (the open body or the
-    SMPL mesh) when one is made, and the backend's summary."""
+    SMPL mesh) when one is made, the backend's summary and the device it ran on."""
     job = EstimateJob(backend_python(), args.input, from_arguments(args),
                       mesh=not args.no_body and args.retarget is None,
                       pose_correctives=args.shape_keys, capsules=args.capsules)
@@ -459,7 +462,7 @@ def _estimate(args: argparse.Namespace,
             shutil.copyfile(job.motion_path, staged["motion"])
     finally:
         job.cancel()  # ends the backend if still running (an error here); removes its folder
-    return motions, bodies, job.summary
+    return motions, bodies, job.summary, job.progress.device_name
 
 
 def _body_for(motion: Motion, smpl: Path | None, folder: Path, pose_correctives: bool,

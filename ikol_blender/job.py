@@ -18,6 +18,8 @@ from .body_file import BODY_FILE_NAME, Body, body_command, load_body
 from .motion import Motion, MotionFileError, load_motion
 from .options import EstimateOptions, estimate_command
 
+DEVICE_NAMES = {"cpu": "CPU", "cuda": "GPU (CUDA)", "mps": "Apple's GPU (MPS)"}
+
 
 @dataclass
 class Progress:
@@ -27,10 +29,16 @@ class Progress:
     frames_per_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
     people: str = ""  # who was found and who is followed, as the backend says it
+    device: str = ""  # where torch ran (the start event's cpu, cuda or mps); empty before
 
     @property
     def fraction(self) -> float:
         return self.done / self.total if self.total else 0.0
+
+    @property
+    def device_name(self) -> str:
+        """The device for people: "CPU", "GPU (CUDA)", "Apple's GPU (MPS)"."""
+        return DEVICE_NAMES.get(self.device, self.device)
 
 
 class EstimateJob:
@@ -72,6 +80,7 @@ class EstimateJob:
             kind = event["event"]
             if kind == "start":
                 self.progress.total = int(event.get("frames", 0))
+                self.progress.device = str(event.get("device", ""))
             elif kind == "progress":
                 self.progress.done = int(event["done"])
                 self.progress.total = int(event["total"])

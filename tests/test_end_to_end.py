@@ -10,6 +10,7 @@ import bpy
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from ikol_backend.camera import CAMERA_TO_MODEL
 from ikol_blender.smpl import JOINT_NAMES, to_z_up
@@ -52,6 +53,8 @@ def test_demo_writes_motion_blend_and_render(demo):
     assert sorted(p.name for p in out.iterdir()) == ["render.png", "scene.blend", "scene.npz"]
     assert ("Person found in 1 of 1 frame(s) (1 person found; following person 0)."
             in demo["stdout"])
+    device = "GPU (CUDA)" if torch.cuda.is_available() else "CPU"  # the default device: auto
+    assert f"\nDevice: {device}\n" in demo["stdout"]
     assert "Time per stage:" in demo["stdout"]
 
 

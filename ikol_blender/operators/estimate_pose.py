@@ -94,7 +94,8 @@ class EstimateRun:
             retarget_settings.source, retarget_settings.target = made.built.armature, request.target
         done = (request.target or made.built.armature).name if len(made.people) == 1 else \
             f"{len(made.people)} people"
-        _reset(settings, f"Done: {done}. {self.job.progress.people}".strip())
+        progress = self.job.progress
+        _reset(settings, f"Done: {done} on {progress.device_name}. {progress.people}".strip())
         return made
 
     def cancel(self, context: bpy.types.Context) -> None:

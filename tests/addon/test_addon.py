@@ -17,6 +17,7 @@ import bpy
 import cv2
 import numpy as np
 import pytest
+import torch
 from mathutils import Matrix, Quaternion, Vector
 
 import ikol_blender
@@ -36,6 +37,8 @@ from tests.tools.sample_clip import FPS, write_clip, write_images
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "person.png"
+# Where the backend runs with the default device (auto) here: the panel says it when done.
+ON_DEVICE = "on GPU (CUDA)" if torch.cuda.is_available() else "on CPU"
 KINDS = ("objects", "armatures", "meshes", "cameras", "actions", "materials", "images",
          "movieclips")
 
@@ -127,7 +130,7 @@ def test_estimate_pose_on_a_photo(addon):
     assert statuses[0].startswith("Estimating") and statuses[-1].startswith("Making the body")
     assert run.job.progress.done == run.job.progress.total == 1
     assert not addon.ikol.running and addon.ikol.status == (
-        "Done: person. 1 person found; following person 0 (track 0, 1 frame(s)).")
+        f"Done: person {ON_DEVICE}. 1 person found; following person 0 (track 0, 1 frame(s)).")
     assert not run.job.folder.exists()
     armature = bpy.data.objects["person"]
     body = bpy.data.objects["person_body"]
@@ -160,7 +163,8 @@ def test_everyone_in_a_group_photo_gets_an_armature_and_body_in_one_undo_step(ad
     before = data_counts()
     run, statuses = run_like_the_modal_operator(bpy.context)
     assert any(status.startswith("Making body 3 of 3") for status in statuses)
-    assert addon.ikol.status.startswith("Done: 3 people. 3 people found; motion for 3 of them")
+    assert addon.ikol.status.startswith(
+        f"Done: 3 people {ON_DEVICE}. 3 people found; motion for 3 of them")
     motions = run.job.motions()
     armatures = [bpy.data.objects[f"group person {k}"] for k in range(3)]
     bodies = [bpy.data.objects[f"group person {k}_body"] for k in range(3)]
@@ -234,7 +238,7 @@ def test_estimate_pose_onto_an_existing_armature(addon, rest_joints):
     assert "person_body" not in bpy.data.objects
     assert addon.ikol_retarget.source == bpy.data.objects["person"]
     assert addon.ikol_retarget.target == target
-    assert addon.ikol.status.startswith("Done: mixamo. 1 person found")
+    assert addon.ikol.status.startswith(f"Done: mixamo {ON_DEVICE}. 1 person found")
 
 
 def test_cancel_ends_the_backend_within_a_second_and_leaves_nothing(addon):
