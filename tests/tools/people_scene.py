@@ -27,7 +27,7 @@ Truth per frame and person (JSON `frames[k].people[p]`; `load_truth` turns it in
 `joints_2d` (29, 2) pixels and `joints_cam` (29, 3) camera-frame metres, both in the order of
 `joint_names` (the 24 SMPL joints, then the 5 leaf points, as the motion file's
 `keypoints_2d`); `in_image` (29,) whether each point projects inside the image; `occluded`
-(29,) whether another person covers the point's pixel; `pixels` (the person's pixels seen in
+(29,) whether another person, nearer (by the pelvis), is seen at the point's pixel; `pixels` (the person's pixels seen in
 the image), `visible_share` (those over the pixels the person would cover alone, inside the
 image); `visible` (visible_share >= VISIBLE_SHARE and pixels >= MIN_PIXELS); `box`
 (u0, v0, u1, v1, the person's whole silhouette clipped to the image) and `visible_box` (the
@@ -175,13 +175,14 @@ def _back_off(start, heading: float, speed: float, phase: float):
 
 
 def crossing_setup() -> Setup:
-    """Two people walking toward each other across the view, 2.5 s: the farther one (look 0,
-    about 8 m from the camera) passes behind the nearer one (look 1, about 5.5 m)."""
+    """Two people walking toward each other across the view, 2.5 s: the farther one (look 1,
+    slim, about 8 m from the camera) passes behind the nearer one (look 2, broad, about
+    5.5 m)."""
     frames = 75
-    far = _walking(frames, heading=82.0, start=(-1.45, 1.0), speed=1.15)
-    near = _walking(frames, heading=-98.0, start=(1.45, -1.6), speed=1.1, phase=0.4)
+    far = _walking(frames, heading=82.0, start=(-1.05, 1.0), speed=0.85)
+    near = _walking(frames, heading=-98.0, start=(1.0, -2.4), speed=0.8, phase=0.4)
     camera = _camera((0.0, -7.0, 1.45), (0.0, 0.0, 0.85), 40.0)
-    return Setup("crossing", [Actor(0, far), Actor(1, near)], camera)
+    return Setup("crossing", [Actor(1, far), Actor(2, near)], camera)
 
 
 def behind_setup() -> Setup:
@@ -388,9 +389,11 @@ def _box(mask: np.ndarray):
 
 
 def person_truth(record: dict, ids: np.ndarray, own: np.ndarray, person: int,
-                 camera: base.CameraSpec) -> dict:
+                 camera: base.CameraSpec, depths: np.ndarray) -> dict:
     """One person's truth in one frame from anny_scene.frame_record's record, the frame's
-    index render (decoded) and the person's own silhouette."""
+    index render (decoded), the person's own silhouette and everyone's pelvis depth (metres,
+    camera z): a point is occluded when the pixel shows another person whose pelvis is nearer
+    than the point (a point on the edge of its body may show someone behind)."""
     uv = np.array([record["joints_2d"][n] for n in JOINT_NAMES])
     cam = np.array([record["joints_cam"][n] for n in JOINT_NAMES])
     w, h = camera.width, camera.height
@@ -398,7 +401,7 @@ def person_truth(record: dict, ids: np.ndarray, own: np.ndarray, person: int,
     occluded = np.zeros(len(uv), bool)
     for j in np.flatnonzero(in_image):
         seen = ids[int(uv[j, 1]), int(uv[j, 0])]
-        occluded[j] = seen >= 0 and seen != person
+        occluded[j] = seen >= 0 and seen != person and depths[seen] < cam[j, 2]
     seen_mask = ids == person
     pixels = int(seen_mask.sum())
     alone = int(own.sum())
@@ -496,10 +499,11 @@ def render_setup(setup: Setup, cache: Path, threads: int = 1, samples: int = SAM
     frames = []
     for k in range(n):
         ids = decode_ids(cv2.imread(str(id_paths[k])))
+        depths = np.array([r["joints_cam"]["pelvis"][2] for r in records[k]])
         people = []
         for i, p in enumerate(placed):
             own = silhouette(vertices[k][i], p.body.faces, setup.camera)
-            people.append(person_truth(records[k][i], ids, own, i, setup.camera))
+            people.append(person_truth(records[k][i], ids, own, i, setup.camera, depths))
         frames.append({"index": k, "image": colour_paths[k].name,
                        "ids": str(id_paths[k].relative_to(folder)), "people": people})
 
@@ -535,7 +539,8 @@ def render_setup(setup: Setup, cache: Path, threads: int = 1, samples: int = SAM
             "index render: Cycles, 1 sample, no pixel filter, each body a flat emission "
             "colour coding its number (ids/*.png); pixels = the person's pixels there; "
             "pixels_alone = their mesh's triangles filled in the image (OpenCV), others "
-            "ignored; occluded joint = another person seen at its pixel"),
+            "ignored; occluded point = another person, whose pelvis is nearer than the "
+            "point, seen at its pixel"),
         "people": [{"person": i, "look": a.look, "phenotype": LOOKS[a.look]["phenotype"],
                     "colours": {k: list(v) for k, v in LOOKS[a.look]["colours"].items()},
                     "angles_deg_first_frame": {k: round(float(v), 3)
