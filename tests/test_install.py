@@ -7,8 +7,10 @@ user configuration is never touched, what the run leaves is visible, and a broke
 poison the test process.
 """
 
+import importlib.util
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -173,6 +175,103 @@ def test_doctor_report_is_the_last_json_line_of_the_log(backend_env):
     assert backend_env.read_doctor_report("No module named ikol_backend\n") is None
     assert backend_env.doctor_command("py", "cuda", "", "/m.pth") == [
         "py", "-m", "ikol_backend.doctor", "--json", "--device", "cuda", "--checkpoint", "/m.pth"]
+
+
+@pytest.fixture
+def programs():
+    """tests.tools.programs, imported here like backend_env."""
+    import importlib
+
+    return importlib.import_module("tests.tools.programs")
+
+
+@pytest.mark.parametrize("output, code, build", [
+    ("8.6, 580.65.06", 0, "cu130"),  # an RTX 30 on a CUDA 13 driver
+    ("12.0, 590.44.01\n7.5, 581.15", 0, "cu130"),  # Blackwell and Turing
+    ("8.9, 570.124.06", 0, "cu126"),  # driver too old for CUDA 13
+    ("6.1, 580.65.06", 0, "cu126"),  # Pascal: CUDA 12.6 is the last build for it
+    ("8.6, 580.65.06\n6.1, 580.65.06", 0, "cu126"),  # every GPU must be served
+    ("3.7, 470.82.01", 0, "cpu"),  # Kepler: no build of the pinned torch
+    ("8.6, 520.61.05", 0, "cpu"),  # driver too old for CUDA 12
+    ("No devices were found", 6, "cpu"),
+    ("[N/A], 580.65.06", 0, "cpu"),
+])
+def test_auto_torch_build_is_what_nvidia_smi_on_path_says_the_gpus_need(
+        backend_env, programs, tmp_path, monkeypatch, output, code, build):
+    programs.fake_nvidia_smi(tmp_path, output, code)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert backend_env.GPU_QUERY == programs.GPU_QUERY
+    assert backend_env.chosen_torch_build("auto") == build
+    assert (tmp_path / "asked").exists()
+    assert backend_env.chosen_torch_build("cpu") == "cpu"
+    assert backend_env.chosen_torch_build("cu126") == "cu126"
+
+
+def test_no_nvidia_smi_or_macos_means_the_package_index_torch(backend_env, programs, tmp_path,
+                                                               monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert backend_env.chosen_torch_build("auto") == "cpu"
+    programs.fake_nvidia_smi(tmp_path, "8.6, 580.65.06")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert backend_env.chosen_torch_build("auto") == "cpu"
+    assert not (tmp_path / "asked").exists()  # never asked on macOS
+    with pytest.raises(backend_env.BackendEnvError, match="no CUDA builds for macOS"):
+        backend_env.chosen_torch_build("cu130")
+
+
+def bundled(folder: Path) -> Path:
+    """A backend wheel (an empty stand-in) with build.py's constraints beside it."""
+    spec = importlib.util.spec_from_file_location("ikol_build_script", ROOT / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    (folder / "constraints.txt").write_text(build.backend_constraints(), encoding="utf-8")
+    wheel = folder / "ikol_backend-0.1.0-py3-none-any.whl"
+    wheel.touch()
+    return wheel
+
+
+def torch_pin() -> str:
+    return next(line.split("#")[0].strip() for line in (ROOT / "requirements.txt").open()
+                if line.startswith("torch=="))
+
+
+def test_a_cuda_build_installs_the_pinned_torch_from_pytorchs_index_first(backend_env, tmp_path):
+    wheel, env = bundled(tmp_path), tmp_path / "env"
+    python = str(backend_env.env_python(env))
+    pip = [python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
+           "--progress-bar", "off"]
+    cuda = backend_env.install_commands("py3.11", env, wheel, "cu130")
+    cpu = backend_env.install_commands("py3.11", env, wheel, "cpu")
+    assert torch_pin() == "torch==2.13.0"
+    assert cuda[1] == (f"Installing {torch_pin()} (cu130) from PyTorch's index",
+                       [*pip, "--index-url", "https://download.pytorch.org/whl/cu130", torch_pin()])
+    assert cuda[:1] + cuda[2:] == cpu  # the rest as without it, the constraints keeping torch
+    assert cpu[1][1] == [*pip, "--constraint", str(tmp_path / "constraints.txt"), str(wheel)]
+    (tmp_path / "constraints.txt").write_text("numpy==1.26.4\n")
+    with pytest.raises(backend_env.BackendEnvError, match="pins no torch"):
+        backend_env.install_commands("py3.11", env, wheel, "cu126")
+
+
+def test_the_install_log_shows_the_torch_command_it_runs(backend_env, programs, tmp_path,
+                                                          monkeypatch):
+    """Auto with an NVIDIA GPU: the log names the PyTorch index command before running it. The
+    environment is never made (the base Python is a stand-in), so the step cannot start and
+    nothing is downloaded."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    programs.fake_nvidia_smi(folder, "8.6, 580.65.06")
+    monkeypatch.setenv("PATH", str(folder))
+    base_python = programs.program(tmp_path, "base-python", "print('no environment made')\n")
+    steps = backend_env.start_install(tmp_path / "user", "auto", wheel=bundled(tmp_path),
+                                      base_python=str(base_python))
+    steps.wait(interval=0.05)
+    title = f"Installing {torch_pin()} (cu130) from PyTorch's index"
+    command = [str(backend_env.env_python(tmp_path / "user" / backend_env.ENV_FOLDER)),
+               "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
+               "--progress-bar", "off", "--index-url", "https://download.pytorch.org/whl/cu130",
+               torch_pin()]
+    assert f"# {title}\n$ {shlex.join(command)}\n" in steps.log_path.read_text()
+    assert steps.error.startswith(f"{title} failed (cannot start")
 
 
 # --- the child: runs under bpy with temporary user resources ----------------------------------

@@ -27,11 +27,14 @@ from ikol_blender.job import EstimateJob
 from ikol_blender.motion import Motion
 from ikol_blender.operators import estimate_pose
 from ikol_blender.operators.estimate_pose import TIMER_STEP_S, EstimateRun, SourceError
+from ikol_blender import preferences
+from ikol_blender.preferences import IKOLPreferences
 from ikol_blender.retarget.bake import RetargetError
 from ikol_blender.scene.estimated import SceneRequest, add_estimated
 from ikol_blender.smpl import JOINT_NAMES, Y_UP_TO_Z_UP, to_z_up
 from ikol_blender.ui.panel import IKOL_PT_estimate
 from tests.tools.bpy_checks import LayoutRecorder, fcurve_values
+from tests.tools.programs import fake_nvidia_smi
 from tests.tools.rigs import mixamo_like
 from tests.tools.sample_clip import FPS, write_clip, write_images
 
@@ -346,6 +349,31 @@ def test_panel_options_and_preferences_reach_the_backend(smpl_preference, standi
     assert (options.smpl, options.checkpoint) == (standin, tmp_path / "ikol.pth")
     settings.stop = 0
     assert estimate_pose._estimate_options(settings).stop is None  # 0: to the end
+
+
+def test_torch_build_preference_and_install_backend_offline(smpl_preference, tmp_path,
+                                                            monkeypatch):
+    """The managed environment's torch build is a preference (Auto by default); with online
+    access off Install backend refuses before anything runs, nvidia-smi included."""
+    assert smpl_preference.torch_build == "auto"
+    items = smpl_preference.bl_rna.properties["torch_build"].enum_items
+    assert [item.identifier for item in items] == ["auto", "cpu", "cu130", "cu126"]
+    # Only an installed extension has a user folder: here a temporary one stands in.
+    monkeypatch.setattr(preferences, "user_dir", lambda create=False: tmp_path / "user")
+    for environment, shown in (("MANAGED", True), ("CUSTOM", False)):
+        calls = []
+        smpl_preference.environment = environment
+        IKOLPreferences.draw(SimpleNamespace(layout=LayoutRecorder(calls), **{
+            name: getattr(smpl_preference, name) for name in ("environment", "torch_build")}),
+            bpy.context)
+        assert any(name == "prop" and args[1:] == ("torch_build",)
+                   for name, args, _ in calls) == shown
+    fake_nvidia_smi(tmp_path, "8.6, 580.65.06")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert not bpy.app.online_access  # else the next line would really install
+    with pytest.raises(RuntimeError, match="Online access is off"):
+        bpy.ops.ikol.install_backend("EXEC_DEFAULT")
+    assert not (tmp_path / "asked").exists()
 
 
 def test_estimate_pose_with_an_smpl_model_builds_the_smpl_body(smpl_preference):
