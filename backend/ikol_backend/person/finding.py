@@ -2,8 +2,9 @@
 
 BlazePose's person detector looks at a 224-pixel copy of what it is given, so people who are
 small in the frame (far away, or one of many side by side in a wide picture) go unseen on the
-whole frame; `find_everyone` therefore also looks in square windows across the frame, the
-frame's short side and half of it wide, each overlapping the next by half. Everyone is marked
+whole frame; `find_everyone` therefore also looks in windows across the frame (squares the
+frame's short side and half of it wide, and upright windows as tall as the short side and half
+as wide), each overlapping the next by half. Everyone is marked
 on their own crop (the detector's box around them), so two people never share a skeleton. A
 person whose box touches a window's inner edge is cut by it and is left to a window that holds
 them whole; one found twice is kept once. A close-up (a head and shoulders filling the frame)
@@ -141,15 +142,16 @@ def _part_of(box: Box, known: Box) -> bool:
 
 
 def windows(width: int, height: int) -> list[Box]:
-    """Square windows covering the frame: sides of the short side and half of it, each
-    overlapping its neighbours by half."""
+    """Windows covering the frame: squares with sides of the short side and half of it, and
+    upright ones as tall as the short side and half as wide (a standing person beside
+    others), each overlapping its neighbours by half."""
     found = []
     short = min(width, height)
-    for side in (short, short // 2):
-        if side < MIN_WINDOW:
+    for across, down in ((short, short), (short // 2, short), (short // 2, short // 2)):
+        if across < MIN_WINDOW:
             break
-        found += [Box(x, y, x + side, y + side)
-                  for y in _starts(height, side) for x in _starts(width, side)]
+        found += [Box(x, y, x + across, y + down)
+                  for y in _starts(height, down) for x in _starts(width, across)]
     return found
 
 

@@ -6,8 +6,9 @@ frame is also searched thoroughly (`finding.find_everyone`: windows across it, f
 people). Detections are given to tracks in one global assignment per frame
 (`scipy.optimize.linear_sum_assignment`) on a cost made of where the track predicts the person
 (box overlap and landmark distance, constant velocity) and how they look (colour histograms
-of the torso and the legs). A track left without a detection is looked for again in a window
-around its predicted box (small people, people beside others), then assigned again. A track
+of the torso and the legs). A track left without a detection (seen in the last frame, or in a
+few frames already: not a glimpse) is looked for again in a window around its predicted box
+(small people, people beside others), then assigned again. A track
 not seen in a frame is missing there, never filled by someone else; it waits up to
 KEEP_MISSING_S seconds to be found again (occlusion, leaving the picture), after which it
 ends. Detections no track takes start new tracks.
@@ -23,8 +24,9 @@ import numpy as np
 from ..frontends.blazepose import BlazePose, PoseLandmarks
 from .finding import MIN_SEEN, VISIBLE, Box, add_new, find_everyone, find_in, landmarks_box, same_person
 
-SURVEY_EVERY_S = 4.0  # seconds between thorough searches (small people)
+SURVEY_EVERY_S = 10.0  # seconds between thorough searches (small people)
 KEEP_MISSING_S = 2.0  # seconds a track waits, unseen, before it ends
+ESTABLISHED = 3  # frames a track seen in the last frame or in this many is looked for
 WINDOW_GROWTH = 0.5  # a track's window is its predicted box grown by this share of its size
 VELOCITY_MEMORY = 0.6  # weight of the previous velocity in the smoothed one
 APPEARANCE_MEMORY = 0.8  # weight of the track's colours against a new detection's
@@ -98,10 +100,9 @@ class PeopleTracker:
     def update(self, rgb: np.ndarray) -> dict[int, PoseLandmarks]:
         self.frame += 1
         tracks = self.live()
-        hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
         found = self._everyone(rgb)
-        seen = self._match(tracks, found, hsv)
-        missing = [t for t in tracks if t.identity not in seen]
+        seen = self._match(tracks, found, rgb)
+        missing = [t for t in tracks if t.identity not in seen and self._wanted(t)]
         if missing:  # look again where they should be: small people, people beside others
             height, width = rgb.shape[:2]
             nearby: list[PoseLandmarks] = []
@@ -109,26 +110,32 @@ class PeopleTracker:
                 window = track.predicted_box(self.frame).grown(WINDOW_GROWTH, width, height)
                 add_new(nearby, find_in(self.detector, rgb, window))
             nearby = [m for m in nearby if not any(same_person(m, s) for s in seen.values())]
-            seen |= self._match(missing, nearby, hsv)
+            seen |= self._match(missing, nearby, rgb)
             found += nearby
         for marks in found:
             if not any(marks is s for s in seen.values()):
-                seen[self._start(marks, hsv).identity] = marks
+                seen[self._start(marks, rgb).identity] = marks
         return seen
 
     def _everyone(self, rgb: np.ndarray) -> list[PoseLandmarks]:
-        """Everyone the follower sees this frame, and at the start and every SURVEY_EVERY_S
-        those a thorough search finds (small people) too."""
+        """Everyone the follower sees this frame (everyone it follows, and everyone its person
+        detector finds in the whole frame), and at the start and every SURVEY_EVERY_S everyone
+        a thorough search finds (small people)."""
         found: list[PoseLandmarks] = []
         add_new(found, [m for m in self.follower.detect_all(rgb) if (m.visibility >= VISIBLE).sum() >= MIN_SEEN])
         if self.frame % self._survey_every == 0:
             add_new(found, find_everyone(self.detector, rgb))
         return found
 
+    def _wanted(self, track: Track) -> bool:
+        """Whether a track is worth looking for: seen in the last frame or in ESTABLISHED
+        frames (not a glimpse of something that was never seen again)."""
+        return track.last_seen == self.frame - 1 or len(track.frames) >= ESTABLISHED
+
     def _match(self, tracks: list[Track], found: list[PoseLandmarks],
-               hsv: np.ndarray) -> dict[int, PoseLandmarks]:
+               rgb: np.ndarray) -> dict[int, PoseLandmarks]:
         """Give `found` to `tracks` (one global assignment) and update the tracks matched."""
-        looks = [appearance(hsv, marks) for marks in found]
+        looks = [appearance(rgb, marks) for marks in found]
         seen = {}
         for track_index, found_index in self._assign(tracks, found, looks):
             track = tracks[track_index]
@@ -136,9 +143,9 @@ class PeopleTracker:
             seen[track.identity] = track.marks
         return seen
 
-    def _start(self, marks: PoseLandmarks, hsv: np.ndarray) -> Track:
+    def _start(self, marks: PoseLandmarks, rgb: np.ndarray) -> Track:
         track = Track(len(self.tracks), self.frame, landmarks_box(marks), marks,
-                      appearance(hsv, marks), self.frame)
+                      appearance(rgb, marks), self.frame)
         track.frames.append(self.frame)
         track.areas.append(track.box.area)
         self.tracks.append(track)
@@ -185,19 +192,21 @@ class PeopleTracker:
         track.areas.append(box.area)
 
 
-def appearance(hsv: np.ndarray, marks: PoseLandmarks) -> np.ndarray:
+def appearance(rgb: np.ndarray, marks: PoseLandmarks) -> np.ndarray:
     """Normalised hue-saturation histograms (float32) of the torso (the box of the shoulders
-    and hips, shrunk) and the legs (hips to knees) in the (H, W, 3) HSV frame, end to end."""
+    and hips, shrunk) and the legs (hips to knees) in the (H, W, 3) uint8 RGB frame, end to
+    end."""
     parts = [marks.image[TORSO], marks.image[[23, 24, 25, 26]]]
     histograms = []
-    height, width = hsv.shape[:2]
+    height, width = rgb.shape[:2]
     for points in parts:
         low, high = points.min(axis=0), points.max(axis=0)
         centre, half = (low + high) / 2, 0.3 * (high - low)
         box = Box(*(centre - half), *(centre + half)).intersection(Box(0, 0, width, height))
         rows, cols = box.pixels()
-        patch = np.ascontiguousarray(hsv[rows, cols])
-        hist = (cv2.calcHist([patch], [0, 1], None, list(HISTOGRAM_BINS), [0, 180, 0, 256])
+        patch = rgb[rows, cols]
+        hist = (cv2.calcHist([cv2.cvtColor(np.ascontiguousarray(patch), cv2.COLOR_RGB2HSV)], [0, 1],
+                             None, list(HISTOGRAM_BINS), [0, 180, 0, 256])
                 if patch.size else np.zeros(HISTOGRAM_BINS, np.float32))
         histograms.append(hist.ravel())
     joined = np.concatenate(histograms).astype(np.float32)
