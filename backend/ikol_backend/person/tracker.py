@@ -26,6 +26,8 @@ from .finding import MIN_SEEN, VISIBLE, Box, add_new, find_everyone, find_in, la
 
 SURVEY_EVERY_S = 10.0  # seconds between thorough searches (small people)
 KEEP_MISSING_S = 2.0  # seconds a track waits, unseen, before it ends
+REACH_PER_S = 1.5  # how much wider, per second unseen, a track's prediction reaches
+LOST_COST = 0.5  # added to a track's cost, in proportion to how long it has waited unseen
 ESTABLISHED = 3  # frames a track seen in the last frame or in this many is looked for
 WINDOW_GROWTH = 0.5  # a track's window is its predicted box grown by this share of its size
 VELOCITY_MEMORY = 0.6  # weight of the previous velocity in the smoothed one
@@ -83,6 +85,7 @@ class PeopleTracker:
         self.follower = BlazePose(video=True, min_presence=FOLLOW_PRESENCE)
         self.tracks: list[Track] = []
         self.frame = -1
+        self.frame_rate = frame_rate
         self._survey_every = max(1, round(SURVEY_EVERY_S * frame_rate))
         self._keep_missing = max(1, round(KEEP_MISSING_S * frame_rate))
 
@@ -171,7 +174,8 @@ class PeopleTracker:
         box = landmarks_box(marks)
         predicted = track.predicted_box(self.frame)
         size = max(predicted.size, 1.0)
-        reach = 1.0 + 0.15 * (unseen - 1)  # the prediction's spread grows with time unseen
+        unseen_s = (unseen - 1) / self.frame_rate
+        reach = 1.0 + REACH_PER_S * unseen_s  # the prediction's spread grows with time unseen
         travel = np.linalg.norm(box.centre - predicted.centre) / (size * reach)
         if travel > 1.0 or not 0.4 < box.size / size < 2.5:
             return np.inf  # too far, or a very different size: not this person
@@ -179,7 +183,8 @@ class PeopleTracker:
         offsets = np.linalg.norm(marks.image[BODY] - track.predicted_marks(self.frame)[BODY], axis=1)
         landmarks = float(np.median(offsets[seen])) / (size * reach) if seen.any() else travel
         colours = cv2.compareHist(track.appearance, look, cv2.HISTCMP_BHATTACHARYYA)
-        return (1.0 - box.iou(predicted)) / reach + landmarks + 1.5 * colours
+        waited = LOST_COST * min(1.0, unseen_s / KEEP_MISSING_S)  # the person just seen first
+        return (1.0 - box.iou(predicted)) / reach + landmarks + 1.5 * colours + waited
 
     def _seen(self, track: Track, marks: PoseLandmarks, look: np.ndarray) -> None:
         box = landmarks_box(marks)
