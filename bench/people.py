@@ -19,6 +19,8 @@ pixels; only joints inside the image and not covered by another person in the tr
 - switches: changes of the matched person between consecutive valid frames of a track.
 - on someone else: share of a track's valid frames matched to another person than the one it
   follows (the issue's check: at most 2 %).
+- valid while hidden: frames in which the track following a person is valid while the truth
+  says they are not visible (the issue: such frames are invalid, never someone else's).
 - coverage: share of a true person's visible frames (people_scene's truth: at least half of
   them seen) in which a track following them is valid and matched to them (the issue's check:
   at least 90 %); `tracks` counts the tracks following the same person (more than one: the
@@ -229,6 +231,8 @@ class PersonRow:
     tracks: int  # tracks following this person
     switches: int | None
     on_other: float | None  # share of the following track's valid frames on someone else
+    valid_hidden: int | None  # frames the following track is valid in while the person is not
+    # visible
     coverage: float | None
     error_2d: float | None  # % of image height
     solo_2d: float | None
@@ -265,7 +269,7 @@ def measure_run(run: Run, truth: people_scene.Truth, solo: dict[int, Track],
                     tracks=len(mine), frames_per_s=run.frames_per_s,
                     wall_frames_per_s=run.wall_frames_per_s, found=run.found, error=run.error)
         if not mine:
-            rows.append(PersonRow(**base, switches=None, on_other=None,
+            rows.append(PersonRow(**base, switches=None, on_other=None, valid_hidden=None,
                                   coverage=0.0 if truth.visible[:, person].any() else None,
                                   error_2d=None, solo_2d=None))
             continue
@@ -280,11 +284,13 @@ def measure_run(run: Run, truth: people_scene.Truth, solo: dict[int, Track],
         for i in mine:
             covered |= per_track[i] == person
         coverage = float((covered & visible).sum() / visible.sum()) if visible.any() else None
+        hidden = int(((matched != -1) & ~visible).sum())
         frames = frames_measured(track, matched, truth, person)
         err, solo_err = _errors_with_solo(track, truth, person, frames, solo.get(person),
                                           solo_truth.get(person))
         rows.append(PersonRow(**base, switches=sum(switches(per_track[i]) for i in mine),
-                              on_other=on_other, coverage=coverage, error_2d=err,
+                              on_other=on_other, valid_hidden=hidden, coverage=coverage,
+                              error_2d=err,
                               solo_2d=solo_err))
     return rows
 
@@ -323,8 +329,8 @@ def _num(x: float | None, digits: int = 2) -> str:
 def table(rows: list[PersonRow]) -> list[str]:
     """Markdown: a row per item, run and true person."""
     head = ["item", "tree", "run", "found", "person", "tracks", "switches", "on someone else %",
-            "coverage %", "2D err % h", "solo 2D err % h", "ratio", "frames/s (wall)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 10) + "|"]
+            "valid while hidden", "coverage %", "2D err % h", "solo 2D err % h", "ratio", "frames/s (wall)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * 11) + "|"]
     for r in rows:
         speed = "—" if r.frames_per_s is None else (
             f"{r.frames_per_s:.1f} ({_num(r.wall_frames_per_s, 1)})")
@@ -332,6 +338,7 @@ def table(rows: list[PersonRow]) -> list[str]:
             r.item, r.tree, r.mode, "—" if r.found is None else str(r.found), str(r.person),
             str(r.tracks),
             "—" if r.switches is None else str(r.switches), _pct(r.on_other),
+            "—" if r.valid_hidden is None else str(r.valid_hidden),
             _pct(r.coverage), _num(r.error_2d), _num(r.solo_2d), _num(r.ratio), speed]) + " |")
     return lines
 
