@@ -169,8 +169,8 @@ def run_batch(outdir: Path, pool: _FinishingPool) -> BackendError:
     return failure.value
 
 
-DONE = Outcome(True, arrays={"poses": np.zeros((2, 72), np.float32),
-                             "trans": np.zeros((2, 3), np.float32)}, frames=2, valid_frames=2)
+DONE = Outcome(True, people=[{"poses": np.zeros((2, 72), np.float32),
+                               "trans": np.zeros((2, 3), np.float32)}], frames=2, valid_frames=2)
 FAILED = Outcome(False, code="input_unreadable", message="Cannot decode it.")
 
 
