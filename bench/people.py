@@ -28,8 +28,10 @@ pixels; only joints inside the image and not covered by another person in the tr
 - 2D error: mean distance, % of the image height, on the frames where the track is valid,
   matched to its person and that person is visible; `solo` the same on the person's solo
   render over the same frames and joints; ratio = error / solo (the issue's check: <= 1.3).
+- found: how many people the backend says it found (its `people` event).
 - frames/s: frames over the time from the backend's `start` event to its `result` event
-  (whole process in brackets: start-up included).
+  (whole process in brackets: start-up included); a second table gives each item's median
+  over its `--person K` runs per tree, its `--people all` run and current / baseline.
 
     .venv/bin/python bench/people.py                              # all scenarios (renders once)
     .venv/bin/python bench/people.py crossing group --baseline main --json out.json
