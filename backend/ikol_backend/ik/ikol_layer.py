@@ -175,7 +175,8 @@ class _Plan:
     column_slot: tuple[int, ...]  # per unknown: its slot
     joint_source: tuple[int, ...]  # per joint: row in [pelvis, slots..., spine3]
     spine2_slot: int
-    point_bones: tuple[tuple[int, ...], ...]  # per point 1-28: the bones summed to reach it
+    point_row: tuple[int, ...]  # per point 1-28: its row in [chains' first joints, slots' children]
+    below_spine3: tuple[bool, ...]  # per point 1-28: in a chain hanging from spine3
     jacobian_source: tuple[int, ...]  # nonzeros of the Jacobian: slot * S + step of the velocity
     jacobian_target: tuple[int, ...]  # nonzeros of the Jacobian: point * K + column
 
@@ -203,16 +204,11 @@ def _plan(leaf_swing: bool, num_targets: int) -> _Plan:
     for joint, slot in slot_of.items():
         joint_source[joint] = 1 + slot
     joint_source[SPINE3] = 1 + len(slot_joint)
-    # Bones, each named by its child point: from each chain's base to its first joint, then
-    # from each slot's joint to its child. A point is the sum of the bones above it.
+    # Each point is the child of one bone: from a chain's base to its first joint, or from a
+    # slot's joint to its child. Its place is its chain's base plus the bones down the chain.
     bone_child = [chain[0] for chain in chains] + slot_child
-    point_bones = []
-    for point in range(1, NUM_POINTS):
-        path, node = set(), point
-        while node != 0:
-            path.add(node)
-            node = POINT_PARENTS[node]
-        point_bones.append(tuple(k for k, child in enumerate(bone_child) if child in path))
+    point_row = tuple(bone_child.index(point) for point in range(1, NUM_POINTS))
+    chain_of_row = list(range(len(chains))) + [slot // steps for slot in range(len(slot_child))]
 
     # Point i moves with the unknowns of the slot whose child it is (that slot's velocity) and,
     # rigidly, with those of every chain ending at a fixed joint above it (the velocity there).
@@ -243,7 +239,8 @@ def _plan(leaf_swing: bool, num_targets: int) -> _Plan:
         column_slot=column_slot,
         joint_source=tuple(joint_source),
         spine2_slot=slot_of[PARENTS[SPINE3]],
-        point_bones=tuple(point_bones),
+        point_row=point_row,
+        below_spine3=tuple(base[chain_of_row[row]] == SPINE3 for row in point_row),
         jacobian_source=tuple(source),
         jacobian_target=tuple(target),
     )
@@ -268,7 +265,9 @@ class _Tables:
     slot_origin: torch.Tensor  # (C * S,) the joint that aim starts from
     turn_source: torch.Tensor  # (C * S,) into [identity, twists of joints 1-23, leaves]
     unknown: torch.Tensor  # (C, S) 1 where the slot has a swing unknown
-    point_bones: torch.Tensor  # (28, C + C * S) the bones summed to reach points 1-28
+    point_row: torch.Tensor  # (28,) each point's row in [first joints (C), slot children (C * S)]
+    below_spine3: torch.Tensor  # (28, 1) 1 where the point hangs from spine3
+    spine3_row: int  # spine3's row (the child of spine2's slot)
 
 
 @dataclass(frozen=True)
@@ -282,7 +281,8 @@ class SwingPose:
     points: torch.Tensor  # (B, 29, 3)
     slot_local: torch.Tensor  # (B, C, S, 3, 3) local rotation of each slot's joint
     angle: torch.Tensor  # (B, C, S) swing angle per slot (0 where no unknown)
-    plane_turn: torch.Tensor  # (B, C, S) turn of each swing's plane about its rest bone
+    plane_turn: torch.Tensor | None  # (B, C, S) turn of each swing's plane about its rest
+    # bone; None where no turn was asked for (the paper's planes)
     parent_global: torch.Tensor  # (B, C, S, 3, 3) global rotation of each slot's parent
     axis: torch.Tensor  # (B, C, S, 3) unit swing axis (its plane turned), parent frame
     cross_norm: torch.Tensor  # (B, C, S, 1) |t x p|
@@ -398,45 +398,49 @@ class SwingProblem:
             slots = self.targets.new_zeros(batch, chains * steps)
             return slots.index_copy(1, self.tables.column_slot, columns).view(batch, chains, steps)
 
-        slot_angle = None if theta is None else per_slot(theta)
-        slot_turn = self.targets.new_zeros(batch, chains, steps) if plane_turn is None else per_slot(plane_turn)
+        slot_angle = None if theta is None else per_slot(theta).unsqueeze(-1)
+        slot_turn = None if plane_turn is None else per_slot(plane_turn)
+        if slot_turn is not None:
+            along = torch.nn.functional.normalize(self.child_rest, dim=-1)
+            turn_cos, turn_sin = slot_turn.cos().unsqueeze(-1), slot_turn.sin().unsqueeze(-1)
         frame = self.base
-        first_bone = (frame @ self.first_rest.unsqueeze(-1)).squeeze(-1)
-        frames, locals_, bones, axes, norms, carried_all, angles = [], [], [], [], [], [], []
+        frames, locals_, axes, norms, carried_all, angles = [], [], [], [], [], []
         for s in range(steps):
             rest = self.child_rest[:, :, s]
             carried = (frame.transpose(-1, -2) @ self.child_target[:, :, s].unsqueeze(-1)).squeeze(-1)
             cross = torch.linalg.cross(rest, carried)
             cross_norm = cross.norm(dim=-1, keepdim=True).clamp_min(_AXIS_EPS)
             axis = cross / cross_norm
-            if plane_turn is not None:
-                turn = slot_turn[:, :, s].unsqueeze(-1)
-                along = torch.nn.functional.normalize(rest, dim=-1)
-                axis = turn.cos() * axis + turn.sin() * torch.linalg.cross(along, axis)
+            if slot_turn is not None:
+                axis = turn_cos[:, :, s] * axis + turn_sin[:, :, s] * torch.linalg.cross(along[:, :, s], axis)
             if slot_angle is None:
                 dot = (rest * carried).sum(-1, keepdim=True)
                 angle = torch.atan2(cross_norm, dot) * self.unknown[:, s].unsqueeze(-1)
             else:
-                angle = slot_angle[:, :, s].unsqueeze(-1)
-            local = roma.rotvec_to_rotmat(angle * axis) @ self.turn[:, :, s]
+                angle = slot_angle[:, :, s]
+            local = _turn(axis, angle) @ self.turn[:, :, s]
             frames.append(frame)
             frame = frame @ local
-            bones.append((frame @ rest.unsqueeze(-1)).squeeze(-1))
             locals_.append(local)
             axes.append(axis)
             norms.append(cross_norm)
             carried_all.append(carried)
             angles.append(angle.squeeze(-1))
-        child_bone, angle = _stack(bones), _stack(angles)
-        all_bones = torch.cat([first_bone, child_bone.flatten(1, 2)], 1)
-        points = torch.einsum("pk,bkx->bpx", self.tables.point_bones, all_bones)
+        parent_global, slot_local, angle = _stack(frames), _stack(locals_), _stack(angles)
+        child_bone = (parent_global @ slot_local @ self.child_rest.unsqueeze(-1)).squeeze(-1)
+        # Places relative to each chain's base: its first joint, then the bones down the chain.
+        first_bone = (self.base @ self.first_rest.unsqueeze(-1)).squeeze(-1)
+        below = first_bone.unsqueeze(2) + child_bone.cumsum(2)
+        rows = torch.cat([first_bone, below.flatten(1, 2)], 1)
+        spine3 = rows[:, self.tables.spine3_row].unsqueeze(1)
+        points = rows[:, self.tables.point_row] + self.tables.below_spine3 * spine3
         return SwingPose(
             swing=angle.flatten(1)[:, self.tables.column_slot] if theta is None else theta,
             points=torch.cat([torch.zeros_like(points[:, :1]), points], 1),
-            slot_local=_stack(locals_),
+            slot_local=slot_local,
             angle=angle,
             plane_turn=slot_turn,
-            parent_global=_stack(frames),
+            parent_global=parent_global,
             axis=_stack(axes),
             cross_norm=_stack(norms),
             carried=_stack(carried_all),
@@ -515,7 +519,8 @@ def closed_form_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: Swing
     rotate = sin * (eye - axis.unsqueeze(-1) * axis.unsqueeze(-2)) + (1 - cos) * skew(axis)
     unknown = problem.unknown[..., None]
     seeds = [(pose.parent_global @ axis.unsqueeze(-1)).squeeze(-1) * unknown]
-    along = torch.nn.functional.normalize(problem.child_rest, dim=-1)
+    if plane_columns or pose.plane_turn is not None:
+        along = torch.nn.functional.normalize(problem.child_rest, dim=-1)
     if plane_columns:
         spin = rotate @ torch.linalg.cross(along, axis).unsqueeze(-1)
         seeds.append((pose.parent_global @ spin).squeeze(-1) * unknown)
@@ -523,8 +528,10 @@ def closed_form_jacobian(problem: SwingProblem, theta: torch.Tensor, pose: Swing
     # [t]x [p]x = p t^T - (t.p) I and R (I - n n^T) = R,
     # M = R R_t(a) [t]x [p]x / |t x p| = ((R R_t p) t^T - (t.p) R R_t) / |t x p|.
     # The first step's parent (a fixed joint) does not move, so its transfer is never used.
-    rest, carried = problem.child_rest[:, :, 1:], pose.carried[:, :, 1:]
-    rotate = rotate[:, :, 1:] @ roma.rotvec_to_rotmat(pose.plane_turn[:, :, 1:, None] * along[:, :, 1:])
+    # (R_t(a) = I where no plane turn was asked for.)
+    rest, carried, rotate = problem.child_rest[:, :, 1:], pose.carried[:, :, 1:], rotate[:, :, 1:]
+    if pose.plane_turn is not None:
+        rotate = rotate @ _turn(along[:, :, 1:], pose.plane_turn[:, :, 1:, None])
     turned = rotate @ carried.unsqueeze(-1)
     dot = (rest * carried).sum(-1, keepdim=True).unsqueeze(-1)
     m = (turned * rest.unsqueeze(-2) - dot * rotate) / pose.cross_norm[:, :, 1:].unsqueeze(-1)
@@ -562,9 +569,6 @@ def _tables(plan: _Plan, device: torch.device, dtype: torch.dtype) -> _Tables:
     pad = NUM_POINTS
     aims = [u and c < plan.num_targets for c, u in zip(plan.slot_child, plan.slot_unknown)]
     given = [j in LEAF_PARENTS and not u for j, u in zip(plan.slot_joint, plan.slot_unknown)]
-    point_bones = torch.zeros(NUM_POINTS - 1, chains + chains * steps, dtype=dtype)
-    for row, bones in enumerate(plan.point_bones):
-        point_bones[row, list(bones)] = 1
     # Nonzeros of the Jacobian, per coordinate x: from the velocities (B, C, S, 3, S) flattened,
     # to the Jacobian (B, P, 3, K) flattened.
     num_swing, x = len(plan.swing_joints), torch.arange(3).unsqueeze(0)
@@ -583,8 +587,19 @@ def _tables(plan: _Plan, device: torch.device, dtype: torch.dtype) -> _Tables:
         turn_source=long([NUM_JOINTS + _LEAF_SLOT[j] if g else max(j, 0)
                           for j, g in zip(plan.slot_joint, given)]),
         unknown=torch.tensor(plan.slot_unknown, dtype=dtype, device=device).view(chains, steps),
-        point_bones=point_bones.to(device),
+        point_row=long(plan.point_row),
+        below_spine3=torch.tensor(plan.below_spine3, dtype=dtype, device=device).unsqueeze(-1),
+        spine3_row=plan.point_row[SPINE3 - 1],
     )
+
+
+def _turn(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) rotations by `angle` (..., 1) radians about the unit `axis` (..., 3), the
+    identity where the axis is zero (Rodrigues: I + sin [n]x + (1 - cos) [n]x^2)."""
+    cos, sin = angle.cos().unsqueeze(-1), angle.sin().unsqueeze(-1)
+    eye = torch.eye(3, dtype=axis.dtype, device=axis.device)
+    square = axis.unsqueeze(-1) * axis.unsqueeze(-2) - axis.square().sum(-1)[..., None, None] * eye
+    return eye + sin * skew(axis) + (1 - cos) * square
 
 
 def _stack(per_step: list[torch.Tensor]) -> torch.Tensor:
