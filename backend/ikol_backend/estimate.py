@@ -13,6 +13,7 @@ frame's root translation is then fitted through the camera.
 """
 
 import dataclasses
+import math
 import time
 from collections import defaultdict
 from contextlib import contextmanager, nullcontext
@@ -49,6 +50,7 @@ from .writers.motion import check_output, check_people_output, write_motion, wri
 
 STILL_FRAME_RATE = 30.0  # written for still images, which have no frame rate of their own
 IK_BATCH = 512  # frames per IK solve: bounds memory on long clips
+IK_OVERLAP = 32  # frames of a clip fitted by two neighbouring IK batches, faded from one to the other
 SHAPE_FRAMES = 128  # valid frames (evenly spread) the shape is fitted to in 2D and 3D
 MIN_FOCAL_PX, MAX_FOCAL_PX = 1.0, 1e6  # --focal's range (NaN and infinity are outside)
 MIN_FOV_DEG, MAX_FOV_DEG = 1.0, 179.0  # --fov's range
@@ -440,7 +442,10 @@ def _solve(
     The shape: the network's, averaged over the valid frames, on an SMPL-format body; else
     fitted first to the bone lengths of the valid frames, then, with those frames posed, to
     their 2D keypoints and 3D targets together (`shape_fit.fit_betas_to_image`). Frames not
-    `solved` keep the rest pose at the origin. Poses: `_fit_frames`, in batches of IK_BATCH.
+    `solved` keep the rest pose at the origin. Poses: `_fit_frames`, in batches of IK_BATCH;
+    in a clip, neighbouring batches share IK_OVERLAP frames, which fade from the earlier
+    batch's solution into the later one's (`_faded_in`), so the motion stays coupled in time
+    across the batches.
     """
     body = body.to(device)
     weights = FitWeights()
@@ -466,12 +471,21 @@ def _solve(
     posed = np.broadcast_to(rest.double().cpu().numpy(), (frames, NUM_POINTS, 3)).copy()
     position = np.broadcast_to(rest[0].double().cpu().numpy(), (frames, 3)).copy()
     rows = np.flatnonzero(solved)
-    for start in range(0, len(rows), IK_BATCH):
+    overlap = IK_OVERLAP if frame_rate is not None else 0
+    for start in range(0, len(rows), IK_BATCH - overlap):
         batch = rows[start:start + IK_BATCH]
         fitted = _fit_frames(body, seen, batch, betas, camera, weights, temporal=frame_rate is not None)
-        poses[batch] = roma.rotmat_to_rotvec(fitted.rotmats).double().cpu().numpy()
-        posed[batch] = fitted.points.double().cpu().numpy()
-        position[batch] = fitted.position.double().cpu().numpy()
+        rotmats, points, place = (x.double().cpu() for x in (fitted.rotmats, fitted.points, fitted.position))
+        if start > 0:
+            shared = batch[:overlap]
+            rotmats[:overlap], points[:overlap], place[:overlap] = _faded_in(
+                (roma.rotvec_to_rotmat(torch.as_tensor(poses[shared])), torch.as_tensor(posed[shared]),
+                 torch.as_tensor(position[shared])), (rotmats[:overlap], points[:overlap], place[:overlap]))
+        poses[batch] = roma.rotmat_to_rotvec(rotmats).numpy()
+        posed[batch] = points.numpy()
+        position[batch] = place.numpy()
+        if start + IK_BATCH >= len(rows):
+            break
     trans = position - rest[0].double().cpu().numpy()
     return {
         "poses": poses.reshape(frames, NUM_JOINTS * 3).astype(np.float32),
@@ -480,6 +494,19 @@ def _solve(
         "joints": posed[:, :NUM_JOINTS].astype(np.float32),
         "rest_joints": rest[:NUM_JOINTS].cpu().numpy().astype(np.float32),
     }
+
+
+def _faded_in(earlier: tuple[torch.Tensor, ...], later: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Frames fitted by two IK batches: (F, 24, 3, 3) local rotations, (F, 29, 3) posed points
+    and (F, 3) positions (metres) of each, faded from `earlier` into `later` over the F frames
+    with a raised-cosine weight (no kink at either end); rotations along the shortest arc."""
+    (rot0, points0, place0), (rot1, points1, place1) = earlier, later
+    count = len(rot0)
+    fade = 0.5 - 0.5 * torch.cos(math.pi * torch.arange(1, count + 1, dtype=rot0.dtype) / (count + 1))
+    turn = roma.rotmat_to_rotvec(rot0.transpose(-1, -2) @ rot1)
+    rotmats = rot0 @ roma.rotvec_to_rotmat(fade[:, None, None] * turn)
+    return (rotmats, torch.lerp(points0, points1, fade[:, None, None]),
+            torch.lerp(place0, place1, fade[:, None]))
 
 
 def _seen_by_the_camera(seen: Observations, camera: np.ndarray) -> Observations:
