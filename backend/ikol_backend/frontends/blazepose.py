@@ -12,6 +12,9 @@ import contextlib
 import functools
 import io
 import os
+import re
+import sys
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +24,9 @@ import numpy as np
 
 NUM_LANDMARKS = 33
 MAX_PEOPLE = 6  # people one look at an image can report
+# MediaPipe's native notes on file descriptor 2: absl's info and warning lines ("W0000 ...
+# Feedback manager ...") and TensorFlow Lite's ("INFO: Created TensorFlow Lite XNNPACK ...").
+NATIVE_NOTE = re.compile(rb"[IW]\d{4} |INFO: |WARNING: All log messages before absl::InitializeLog")
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,6 @@ class BlazePose:
 
     def __init__(self, video: bool = False, min_detection_confidence: float = 0.5,
                  max_people: int = MAX_PEOPLE, min_presence: float = 0.5):
-        os.environ.setdefault("GLOG_minloglevel", "2")
         from mediapipe.tasks.python import BaseOptions, vision  # heavy import, kept local
 
         mode = vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE
@@ -64,10 +69,11 @@ class BlazePose:
             base_options=BaseOptions(model_asset_buffer=_model_bundle()), running_mode=mode,
             num_poses=max_people, min_pose_detection_confidence=min_detection_confidence,
             min_pose_presence_confidence=min_presence, min_tracking_confidence=min_presence)
-        with _native_stderr_silenced():  # TensorFlow Lite's start-up notes
+        with _native_notes_dropped():
             self._landmarker = vision.PoseLandmarker.create_from_options(options)
         self._video = video
         self._frames = 0
+        self._started = False  # the first call starts the graph, with notes of its own
 
     def __enter__(self) -> "BlazePose":
         return self
@@ -85,11 +91,13 @@ class BlazePose:
         import mediapipe as mp
 
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-        if self._video:  # timestamps only need to grow: one millisecond a frame
-            result = self._landmarker.detect_for_video(image, self._frames)
-            self._frames += 1
-        else:
-            result = self._landmarker.detect(image)
+        with contextlib.nullcontext() if self._started else _native_notes_dropped():
+            if self._video:  # timestamps only need to grow: one millisecond a frame
+                result = self._landmarker.detect_for_video(image, self._frames)
+                self._frames += 1
+            else:
+                result = self._landmarker.detect(image)
+        self._started = True
         height, width = rgb.shape[:2]
         people = []
         for marks, world in zip(result.pose_landmarks, result.pose_world_landmarks):
@@ -172,13 +180,20 @@ class MirroredPass:
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null meanwhile: MediaPipe's C++ start-up chatter."""
+def _native_notes_dropped() -> Iterator[None]:
+    """Meanwhile, catch what is written to file descriptor 2 (MediaPipe's C++ code writes there
+    directly), then pass it on without the lines that are NATIVE_NOTEs: errors stay visible."""
+    sys.stderr.flush()
     saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
             yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().splitlines(keepends=True) if not NATIVE_NOTE.match(line)]
+            if kept:
+                os.write(2, b"".join(kept))
