@@ -21,6 +21,7 @@ the backend or the render is ended and every temporary file removed).
 
 import argparse
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -31,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 if __package__ in (None, ""):  # run as a script: make the add-on importable as a package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -47,6 +49,7 @@ SAMPLE_PHOTO = REPO_ROOT / "samples" / "person.png"
 DEMO_OUT = Path("out")
 EXPORT_SUFFIXES = (".fbx", ".bvh")
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_PERSON, EXIT_INTERRUPTED = 1, 2, 4, 130
+PROGRESS_PER_S = 4.0  # most redraws a second of the frame progress on a terminal
 # How .blend files start: plain, gzip-compressed (before 3.0) or zstd-compressed (3.0 on).
 BLEND_MAGICS = (b"BLENDER", b"\x1f\x8b", b"\x28\xb5\x2f\xfd")
 
@@ -447,12 +450,11 @@ def _estimate(args: argparse.Namespace,
     job = EstimateJob(backend_python(), args.input, from_arguments(args),
                       mesh=not args.no_body and args.retarget is None,
                       pose_correctives=args.shape_keys, capsules=args.capsules)
+    progress = FrameProgress(sys.stderr)
     try:
-        shown = 0
         while not job.step(timeout=0.1):
-            if job.progress.done != shown:
-                shown = job.progress.done
-                print(f"  frame {shown}/{job.progress.total}", file=sys.stderr)
+            progress.update(job.progress.done, job.progress.total, job.progress.frames_per_s)
+        progress.end()
         for warning in job.progress.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         motions, bodies = job.motions(), job.bodies()
@@ -461,8 +463,50 @@ def _estimate(args: argparse.Namespace,
         else:
             shutil.copyfile(job.motion_path, staged["motion"])
     finally:
+        progress.end()
         job.cancel()  # ends the backend if still running (an error here); removes its folder
     return motions, bodies, job.summary, job.progress.device_name
+
+
+class FrameProgress:
+    """The backend's frame progress on `stream`: frames done of total, frames/s and time left.
+    On a terminal one line redrawn in place, at most PROGRESS_PER_S times a second (and at the
+    last frame); elsewhere a line whenever another tenth of the frames is done."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+        self._terminal = stream.isatty()
+        self._done = 0
+        self._drawn_at = -math.inf  # time.monotonic() of the last redraw, seconds
+        self._tenth = 0
+        self._open = False  # a redrawn line is on the terminal, not yet ended
+        self._width = 0  # characters of the longest line drawn
+
+    def update(self, done: int, total: int, frames_per_s: float) -> None:
+        """Tell `done` of `total` frames at the backend's rate; repeated counts are not told."""
+        if done == self._done or total <= 0:
+            return
+        self._done = done
+        left = f"{(total - done) / frames_per_s:.0f} s left" if frames_per_s > 0 else "time left unknown"
+        text = f"  frame {done}/{total}: {frames_per_s:.1f} frames/s, {left}"
+        if self._terminal:
+            now = time.monotonic()
+            if done < total and now - self._drawn_at < 1 / PROGRESS_PER_S:
+                return
+            self._drawn_at, self._width = now, max(self._width, len(text))
+            self._stream.write("\r" + text.ljust(self._width))  # spaces over a longer earlier line
+            self._stream.flush()
+            self._open = True
+        elif (tenth := 10 * done // total) != self._tenth:
+            self._tenth = tenth
+            print(text, file=self._stream, flush=True)
+
+    def end(self) -> None:
+        """End the redrawn line, so that what follows starts on its own."""
+        if self._open:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._open = False
 
 
 def _body_for(motion: Motion, smpl: Path | None, folder: Path, pose_correctives: bool,
