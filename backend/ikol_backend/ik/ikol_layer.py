@@ -353,8 +353,7 @@ class SwingProblem:
         rotations = torch.cat([eye.expand(batch, 1, 3, 3), twist_rot, leaf], 1)
         turn = rotations[:, tables.turn_source].view(batch, chains, steps, 3, 3)
 
-        root = _fit_rotation(rest_bone, targets, 0, ROOT_CHILDREN)
-        spine3 = _fit_rotation(rest_bone, targets, SPINE3, SPINE3_CHILDREN)
+        root, spine3 = _fit_rotations(rest_bone, targets, ((0, ROOT_CHILDREN), (SPINE3, SPINE3_CHILDREN)))
         return SwingProblem(
             plan=plan,
             betas=betas,
@@ -596,10 +595,9 @@ def _tables(plan: _Plan, device: torch.device, dtype: torch.dtype) -> _Tables:
 def _turn(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) rotations by `angle` (..., 1) radians about the unit `axis` (..., 3), the
     identity where the axis is zero (Rodrigues: I + sin [n]x + (1 - cos) [n]x^2)."""
-    cos, sin = angle.cos().unsqueeze(-1), angle.sin().unsqueeze(-1)
+    cross = skew(axis)
     eye = torch.eye(3, dtype=axis.dtype, device=axis.device)
-    square = axis.unsqueeze(-1) * axis.unsqueeze(-2) - axis.square().sum(-1)[..., None, None] * eye
-    return eye + sin * skew(axis) + (1 - cos) * square
+    return eye + angle.sin().unsqueeze(-1) * cross + (1 - angle.cos()).unsqueeze(-1) * (cross @ cross)
 
 
 def _stack(per_step: list[torch.Tensor]) -> torch.Tensor:
@@ -614,9 +612,11 @@ def skew(v: torch.Tensor) -> torch.Tensor:
     return torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(*v.shape, 3)
 
 
-def _fit_rotation(
-    rest_bone: torch.Tensor, targets: torch.Tensor, joint: int, kids: tuple[int, ...]
-) -> torch.Tensor:
-    """(B, 3, 3) global rotation best turning the rest bones to `kids` onto the target ones."""
-    target_bone = targets[:, list(kids)] - targets[:, joint:joint + 1]
-    return roma.special_procrustes(target_bone.transpose(1, 2) @ rest_bone[:, list(kids)])
+def _fit_rotations(
+    rest_bone: torch.Tensor, targets: torch.Tensor, fits: tuple[tuple[int, tuple[int, ...]], ...]
+) -> tuple[torch.Tensor, ...]:
+    """Per (joint, kids) of `fits`: the (B, 3, 3) global rotation best turning the rest bones
+    to `kids` onto the target ones (one batched SVD fit for all; kids of equal count)."""
+    matrices = [(targets[:, list(kids)] - targets[:, joint:joint + 1]).transpose(1, 2)
+                @ rest_bone[:, list(kids)] for joint, kids in fits]
+    return roma.special_procrustes(torch.cat(matrices)).split(targets.shape[0])
