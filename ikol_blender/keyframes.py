@@ -86,7 +86,7 @@ def keyed_frames(owner: AnimatedID) -> list[int]:
     return []
 
 
-def _fcurves(owner: AnimatedID) -> "bpy.types.bpy_prop_collection | list":
+def _fcurves(owner: AnimatedID) -> "bpy.types.ActionFCurves | bpy.types.ActionChannelbagFCurves":
     """The F-curves of `owner`'s action: the assigned slot's (4.4+), or the action's own."""
     action = owner.animation_data.action
     if hasattr(action, "layers"):
