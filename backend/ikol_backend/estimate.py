@@ -42,7 +42,7 @@ from .ik.shape_fit import fit_betas, fit_betas_to_image
 from .ik.side_twist import twist_towards_sides
 from .observations import NetworkBatches, ObservationLog, Observations, landmark_row
 from .options import DEVICES, FRONT_ENDS, PEOPLE, EstimateOptions
-from .person import PeopleTracker, Track
+from .person import PeopleTracker, Track, stitched
 from .person.choice import MIN_TRACK_S, START_S, everyone, frame_spans, ranked_at_start
 from .readers import FrameRange, downscaled, open_source
 from .temporal import cutoff_for_strength, fill_missing, one_euro, same_hemisphere, unit
@@ -190,13 +190,14 @@ def estimate_motion(inputs: Sequence[Path], events: Events, options: EstimateOpt
         with clock("network"):
             people.flush()
 
-    chosen = _chosen(tracker, options, frame_rate, is_video)
-    events.emit("people", found=len(tracker.tracks), tracks=[t.identity for t in chosen],
+    tracks = stitched(tracker.tracks, frame_rate)
+    chosen = _chosen(tracks, options, frame_rate, is_video, people.chosen)
+    events.emit("people", found=len(tracks), tracks=[t.identity for t in chosen],
                 people=options.people, person=options.person if options.people == "one" else None,
-                message=_people_message(tracker, chosen, options))
+                message=_people_message(tracks, chosen, options))
     motions = []
     for number, track in enumerate(chosen):
-        seen = people.observations(track.identity, frame_index)
+        seen = people.observations(track, frame_index)
         missing = [int(frame_index[i]) for i in np.flatnonzero(~seen.valid)]
         if missing:
             who = f"Person {number}" if options.people == "all" else f"Person {options.person}"
@@ -209,29 +210,32 @@ def estimate_motion(inputs: Sequence[Path], events: Events, options: EstimateOpt
         out = [Motion(_person_arrays(body, seen, camera, device, frame_rate if is_video else None,
                                      options, source, inputs), track.identity, int(seen.valid.sum()))
                for track, seen in motions]
-    return Estimated(out, len(tracker.tracks), len(frame_index), dict(clock.seconds))
+    return Estimated(out, len(tracks), len(frame_index), dict(clock.seconds))
 
 
 _FILLED = {"none": "those frames have the rest pose", "hold": "those frames hold the last pose",
            "interpolate": "those frames are interpolated"}
 
 
-def _chosen(tracker: PeopleTracker, options: EstimateOptions, frame_rate: float,
-            is_video: bool) -> list[Track]:
-    """The tracks to make motion of; BackendError `no_person` when there are none."""
+def _chosen(tracks: list[Track], options: EstimateOptions, frame_rate: float,
+            is_video: bool, chosen_at_start: int | None) -> list[Track]:
+    """The tracks to make motion of (`--people one`: the track that holds the one chosen when
+    the start was over, if it was); BackendError `no_person` when there are none."""
     if options.people == "all":
-        chosen = everyone(tracker.tracks, frame_rate, stills=not is_video)
+        chosen = everyone(tracks, frame_rate, stills=not is_video)
         if not chosen:
-            raise BackendError("no_person", "No person was found in the input." if not tracker.tracks
+            raise BackendError("no_person", "No person was found in the input." if not tracks
                                else f"No person stayed in view for {MIN_TRACK_S:g} s or more "
-                                    f"({len(tracker.tracks)} seen only briefly).")
+                                    f"({len(tracks)} seen only briefly).")
         return chosen
-    ranked = ranked_at_start(tracker.tracks, frame_rate)
+    if chosen_at_start is not None:
+        return [next(t for t in tracks if chosen_at_start in t.parts)]
+    ranked = ranked_at_start(tracks, frame_rate)
     if not ranked:
         raise BackendError("no_person", "No person was found in the input.")
     if options.person >= len(ranked):
         found = len(ranked)
-        later = len(tracker.tracks) - found
+        later = len(tracks) - found
         raise BackendError("no_person", (
             f"Person {options.person} was asked for (0 is the largest), but only {found} "
             f"{'person was' if found == 1 else 'people were'} found at the start"
@@ -239,8 +243,8 @@ def _chosen(tracker: PeopleTracker, options: EstimateOptions, frame_rate: float,
     return [ranked[options.person]]
 
 
-def _people_message(tracker: PeopleTracker, chosen: list[Track], options: EstimateOptions) -> str:
-    found = len(tracker.tracks)
+def _people_message(tracks: list[Track], chosen: list[Track], options: EstimateOptions) -> str:
+    found = len(tracks)
     counted = f"{found} {'person' if found == 1 else 'people'} found"
     if options.people == "all":
         return f"{counted}; motion for {len(chosen)} of them (tracks {', '.join(str(t.identity) for t in chosen)})."
@@ -252,7 +256,8 @@ class _PeopleLog:
     """Each followed track's observations, frame by frame (None where they are not seen).
 
     Under `--people one`, every track is logged until the start is over (START_S after the
-    first sighting), then only the chosen person's.
+    first sighting); then the others of the start are dropped, and the chosen person's track
+    and those that begin later (which may turn out to continue it: `person.stitched`) go on.
     """
 
     def __init__(self, network: IkolNetFrontEnd | None, camera: np.ndarray,
@@ -261,22 +266,24 @@ class _PeopleLog:
         self.logs: dict[int, ObservationLog] = {}
         self.batches: dict[int, NetworkBatches] = {}
         self.frames = 0
-        self.only: int | None = None  # the one track still logged, once chosen
+        self.chosen: int | None = None  # the track chosen once the start is over (--people one)
+        self.dropped: set[int] = set()  # the start's other tracks, no longer logged
 
     def choose(self, tracker: PeopleTracker) -> None:
         """Under `--people one`, pick the person once the start is over; the others' logs go."""
-        if self.options.people != "one" or self.only is not None or not tracker.tracks:
+        if self.options.people != "one" or self.chosen is not None or not tracker.tracks:
             return
         first = min(t.first_frame for t in tracker.tracks)
         if tracker.frame >= first + max(1, round(START_S * self.frame_rate)):
             ranked = ranked_at_start(tracker.tracks, self.frame_rate)
             if self.options.person < len(ranked):
-                self.only = ranked[self.options.person].identity
-                self.logs = {k: log for k, log in self.logs.items() if k == self.only}
-                self.batches = {k: b for k, b in self.batches.items() if k == self.only}
+                self.chosen = ranked[self.options.person].identity
+                self.dropped = {t.identity for t in ranked if t.identity != self.chosen}
+                self.logs = {k: log for k, log in self.logs.items() if k not in self.dropped}
+                self.batches = {k: b for k, b in self.batches.items() if k not in self.dropped}
 
     def wanted(self, track: int) -> bool:
-        return self.only is None or track == self.only
+        return track not in self.dropped
 
     def add(self, rgb: np.ndarray, seen: dict[int, PoseLandmarks]) -> None:
         """One frame: the wanted people's landmarks in the full-resolution (H, W, 3) frame."""
@@ -301,9 +308,14 @@ class _PeopleLog:
         for batches in self.batches.values():
             batches.run()
 
-    def observations(self, track: int, frame_index: list[int]) -> Observations:
-        """The track's observations over all frames, with the frames' source indices."""
-        log = self.logs[track]
+    def observations(self, track: Track, frame_index: list[int]) -> Observations:
+        """The track's observations over all frames (a stitched track's parts never share a
+        frame), with the frames' source indices."""
+        log = ObservationLog()
+        for frame in range(self.frames):
+            log.add(frame, next((self.logs[part].rows[frame] for part in track.parts
+                                 if part in self.logs and self.logs[part].rows[frame] is not None),
+                                None))
         seen = log.finish([row is not None for row in log.rows])
         return dataclasses.replace(seen, frame_index=np.asarray(frame_index, dtype=np.int32))
 

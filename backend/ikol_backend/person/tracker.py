@@ -8,15 +8,16 @@ people). Detections are given to tracks in one global assignment per frame
 (box overlap and landmark distance, constant velocity) and how they look (colour histograms
 of the torso and the legs). A track left without a detection (seen in the last frame, or in a
 few frames already: not a glimpse) is looked for again in a window around its predicted box
-(small people, people beside others), then assigned again. A track
-not seen in a frame is missing there, never filled by someone else; it waits up to
+(small people, people beside others), then assigned again. Detections still left over go to
+tracks lost for a while (back from behind someone, or from outside the picture) at a looser
+cost if their colours agree. A track not seen in a frame is missing there, never filled by someone else; it waits up to
 KEEP_MISSING_S seconds to be found again (occlusion, leaving the picture), after which it
 ends. Detections no track takes start new tracks.
 
 Pixels: x right, y down, origin at the image's top-left corner; times in frames of the clip.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -33,6 +34,8 @@ WINDOW_GROWTH = 0.5  # a track's window is its predicted box grown by this share
 VELOCITY_MEMORY = 0.6  # weight of the previous velocity in the smoothed one
 APPEARANCE_MEMORY = 0.8  # weight of the track's colours against a new detection's
 MAX_COST = 1.5  # an assignment costing more than this is refused
+# A lost track may take a detection no one else took at a higher cost, if it looks alike:
+RETURN_COST, RETURN_COLOURS = 2.2, 0.6
 FOLLOW_PRESENCE = 0.3  # the follower keeps a person while its landmark model is this sure
 # Landmarks compared between a track's prediction and a detection: shoulders to ankles.
 BODY = np.array([11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])
@@ -49,6 +52,9 @@ class Track:
         first_frame: the frame (call number) they were first seen in.
         frames: the frames they were seen in, in order.
         areas: their box's area in each of those frames, pixels².
+        first_box: their box in the first of those frames.
+        parts: the identities of the tracker's tracks this one is made of (`stitched`), in
+            order; just its own for a track as the tracker made it.
     """
 
     identity: int
@@ -60,6 +66,12 @@ class Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # px per frame
     frames: list[int] = field(default_factory=list)
     areas: list[float] = field(default_factory=list)
+    first_box: Box | None = None
+    parts: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.first_box = self.first_box or self.box
+        self.parts = self.parts or [self.identity]
 
     def predicted_box(self, frame: int) -> Box:
         dx, dy = self.velocity * (frame - self.last_seen)
@@ -115,7 +127,11 @@ class PeopleTracker:
             nearby = [m for m in nearby if not any(same_person(m, s) for s in seen.values())]
             seen |= self._match(missing, nearby, rgb)
             found += nearby
-        for marks in found:
+        unmatched = [m for m in found if not any(m is s for s in seen.values())]
+        lost = [t for t in tracks if t.identity not in seen and t.last_seen < self.frame - 1]
+        if unmatched and lost:  # someone back from behind another, or from outside the picture
+            seen |= self._match(lost, unmatched, rgb, limit=RETURN_COST, colours=RETURN_COLOURS)
+        for marks in unmatched:
             if not any(marks is s for s in seen.values()):
                 seen[self._start(marks, rgb).identity] = marks
         return seen
@@ -135,12 +151,13 @@ class PeopleTracker:
         frames (not a glimpse of something that was never seen again)."""
         return track.last_seen == self.frame - 1 or len(track.frames) >= ESTABLISHED
 
-    def _match(self, tracks: list[Track], found: list[PoseLandmarks],
-               rgb: np.ndarray) -> dict[int, PoseLandmarks]:
-        """Give `found` to `tracks` (one global assignment) and update the tracks matched."""
+    def _match(self, tracks: list[Track], found: list[PoseLandmarks], rgb: np.ndarray,
+               limit: float = MAX_COST, colours: float = 1.0) -> dict[int, PoseLandmarks]:
+        """Give `found` to `tracks` (one global assignment; pairs costing over `limit` or
+        whose colours differ by more than `colours` refused) and update the tracks matched."""
         looks = [appearance(rgb, marks) for marks in found]
         seen = {}
-        for track_index, found_index in self._assign(tracks, found, looks):
+        for track_index, found_index in self._assign(tracks, found, looks, limit, colours):
             track = tracks[track_index]
             self._seen(track, found[found_index], looks[found_index])
             seen[track.identity] = track.marks
@@ -154,20 +171,25 @@ class PeopleTracker:
         self.tracks.append(track)
         return track
 
-    def _assign(self, tracks: list[Track], found: list[PoseLandmarks],
-                looks: list[np.ndarray]) -> list[tuple[int, int]]:
+    def _assign(self, tracks: list[Track], found: list[PoseLandmarks], looks: list[np.ndarray],
+                limit: float, colours: float) -> list[tuple[int, int]]:
         """(track index, detection index) pairs of one global least-cost assignment."""
         if not tracks or not found:
             return []
         from scipy.optimize import linear_sum_assignment
 
-        cost = np.array([[self._cost(track, marks, look) for marks, look in zip(found, looks)]
-                         for track in tracks])
-        rows, cols = linear_sum_assignment(np.minimum(cost, 10 * MAX_COST))
-        return [(r, c) for r, c in zip(rows, cols) if cost[r, c] <= MAX_COST]
+        cost = np.full((len(tracks), len(found)), np.inf)
+        for row, track in enumerate(tracks):
+            for col, (marks, look) in enumerate(zip(found, looks)):
+                unlike = cv2.compareHist(track.appearance, look, cv2.HISTCMP_BHATTACHARYYA)
+                if unlike <= colours:
+                    cost[row, col] = self._cost(track, marks, unlike)
+        rows, cols = linear_sum_assignment(np.minimum(cost, 10 * RETURN_COST))
+        return [(r, c) for r, c in zip(rows, cols) if cost[r, c] <= limit]
 
-    def _cost(self, track: Track, marks: PoseLandmarks, look: np.ndarray) -> float:
-        """How unlikely `marks` is to be `track`'s person: 0 for a perfect match; above
+    def _cost(self, track: Track, marks: PoseLandmarks, unlike: float) -> float:
+        """How unlikely `marks` (whose colours are `unlike` the track's, 0 to 1) is to be `track`'s
+        person: 0 for a perfect match; above
         MAX_COST for someone else. The further the track is from its last sighting, the
         less its predicted place counts against the detection."""
         unseen = self.frame - track.last_seen
@@ -182,9 +204,8 @@ class PeopleTracker:
         seen = (marks.visibility[BODY] >= VISIBLE) & (track.marks.visibility[BODY] >= VISIBLE)
         offsets = np.linalg.norm(marks.image[BODY] - track.predicted_marks(self.frame)[BODY], axis=1)
         landmarks = float(np.median(offsets[seen])) / (size * reach) if seen.any() else travel
-        colours = cv2.compareHist(track.appearance, look, cv2.HISTCMP_BHATTACHARYYA)
         waited = LOST_COST * min(1.0, unseen_s / KEEP_MISSING_S)  # the person just seen first
-        return (1.0 - box.iou(predicted)) / reach + landmarks + 1.5 * colours + waited
+        return (1.0 - box.iou(predicted)) / reach + landmarks + 1.5 * unlike + waited
 
     def _seen(self, track: Track, marks: PoseLandmarks, look: np.ndarray) -> None:
         box = landmarks_box(marks)
@@ -216,3 +237,47 @@ def appearance(rgb: np.ndarray, marks: PoseLandmarks) -> np.ndarray:
         histograms.append(hist.ravel())
     joined = np.concatenate(histograms).astype(np.float32)
     return joined / max(float(joined.sum()), 1e-6)
+
+
+def stitched(tracks: list[Track], frame_rate: float) -> list[Track]:
+    """The tracks with each one that continues an earlier one joined to it: the same person
+    back after an occlusion (or a stretch out of the picture) that the tracker did not bridge.
+    Track B continues track A when B starts after A's last frame, within KEEP_MISSING_S, where
+    A's motion and the time between put them (as `PeopleTracker._cost` reaches), at a similar
+    size and in similar colours (RETURN_COLOURS); the closest pairs are joined first, each
+    track continuing at most one and continued by at most one. Joined tracks keep the first's
+    identity and list every part (`Track.parts`); the tracks given are left as they are."""
+    longest = round(KEEP_MISSING_S * frame_rate)
+    pairs = []
+    for a in tracks:
+        for b in tracks:
+            gap = b.first_frame - a.frames[-1]
+            if not 0 < gap <= longest:
+                continue
+            predicted = a.box.moved(*(a.velocity * gap))
+            size = max(predicted.size, 1.0)
+            reach = 1.0 + REACH_PER_S * gap / frame_rate
+            travel = float(np.linalg.norm(b.first_box.centre - predicted.centre)) / (size * reach)
+            unlike = cv2.compareHist(a.appearance, b.appearance, cv2.HISTCMP_BHATTACHARYYA)
+            if travel <= 1.0 and 0.4 < b.first_box.size / size < 2.5 and unlike <= RETURN_COLOURS:
+                pairs.append((travel + 1.5 * unlike, a.identity, b.identity))
+    following: dict[int, int] = {}
+    continued: set[int] = set()
+    for _, a, b in sorted(pairs):
+        if a not in following and b not in continued:
+            following[a], continued = b, continued | {b}
+    by_identity = {t.identity: t for t in tracks}
+    joined = []
+    for track in tracks:
+        if track.identity in continued:
+            continue
+        whole = replace(track, frames=list(track.frames), areas=list(track.areas),
+                        parts=[track.identity])
+        while whole.parts[-1] in following:
+            part = by_identity[following[whole.parts[-1]]]
+            whole.frames += part.frames
+            whole.areas += part.areas
+            whole.parts.append(part.identity)
+            whole.box, whole.marks, whole.last_seen = part.box, part.marks, part.last_seen
+        joined.append(whole)
+    return joined
