@@ -11,7 +11,7 @@ import pytest
 
 from ikol_backend.frontends.blazepose import MIRRORED, BlazePose, MirroredPass, PoseLandmarks
 from ikol_backend.frontends.blazepose_to_smpl import LANDMARK_NAMES
-from ikol_backend.person import Box, PeopleTracker, Track, find_everyone, landmarks_box
+from ikol_backend.person import Box, PeopleTracker, Track, find_everyone, landmarks_box, stitched
 from ikol_backend.person.finding import _close_up
 from ikol_backend.person.choice import everyone, frame_spans, ranked_at_start
 
@@ -243,3 +243,26 @@ def test_people_ranked_at_start_and_everyone_who_stays():
     assert [t.identity for t in everyone(tracks, frame_rate=10.0, stills=False)] == [2, 1, 0]
     assert [t.identity for t in everyone(tracks, frame_rate=10.0, stills=True)] == [2, 1, 0, 3]
     assert frame_spans([3, 4, 5, 9, 11, 12]) == "3-5, 9, 11-12"
+
+
+def test_a_track_that_continues_another_after_an_occlusion_is_stitched_to_it():
+    red, blue = np.zeros(144, np.float32), np.zeros(144, np.float32)
+    red[0], blue[100] = 1.0, 1.0  # colour histograms: nothing in common
+
+    def track(identity: int, frames: range, x0: float, colours: np.ndarray) -> Track:
+        box = Box(x0, 100, x0 + 50, 250)
+        made = Track(identity, frames[0], box, None, colours, frames[-1],
+                     velocity=np.array([2.0, 0.0]))
+        made.frames, made.areas = list(frames), [box.area] * len(frames)
+        return made
+
+    walker = track(0, range(0, 20), 100, red)  # walks right at 2 px a frame, then is hidden
+    back = track(1, range(30, 50), 100 + 2 * (30 - 19), red)  # where the walk leads, 10 frames on
+    other = track(2, range(30, 50), 100 + 2 * (30 - 19), blue)  # the same place, another person
+    stitched_tracks = stitched([walker, other, back], frame_rate=30.0)
+    assert [t.parts for t in stitched_tracks] == [[0, 1], [2]]
+    joined = stitched_tracks[0]
+    assert joined.frames == list(range(0, 20)) + list(range(30, 50))
+    assert walker.frames == list(range(0, 20))  # the tracker's own tracks are left as they were
+    far = track(3, range(30, 50), 600, red)  # too far for the time between
+    assert [t.parts for t in stitched([walker, far], frame_rate=30.0)] == [[0], [3]]

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fcntl
 import json
 import math
 import os
@@ -596,6 +595,8 @@ def render_scenario(name: str, cache: Path | None = None, threads: int = 1,
     wanted = setups_named(name, solo)
     if all(cached(s.name, cache) for s in wanted):
         return [cached(s.name, cache) for s in wanted]
+    import fcntl  # POSIX only, and only to render: the truth of a cache reads anywhere
+
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / ".render.lock", "w") as lock:
         try:
