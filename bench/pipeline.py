@@ -1,6 +1,6 @@
 """End-to-end speed and memory of `ikol-backend estimate` on synthetic clips (docs/pipeline.md).
 
-    .venv/bin/python bench/pipeline.py [--resolution 720p] [--frames 300] [--repeats 3]
+    .venv/bin/python bench/pipeline.py [--resolution 720p] [--frames 300] [--repeats 3] [--people N]
         [--memory-resolution 1080p] [--memory-frames 150 600 2400] [--long]
         [--baseline GIT_REF] [--front-end default|ikol] [--checkpoint FILE] [--clips DIR]
         [--json]
@@ -36,6 +36,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -113,7 +114,7 @@ def run_estimate(tree: Tree, clip: Path, extra: list[str], workdir: Path) -> Run
         if process.returncode != 0 or not result:
             raise RuntimeError(f"{tree.label}: estimate on {clip.name} exited {process.returncode}: "
                                f"{error or 'no result event'}\n{stderr.read()[-2000:]}")
-    output.unlink()
+    shutil.rmtree(output) if output.is_dir() else output.unlink()  # a folder: --people all
     return Run(
         tree=tree.label, frames=result["frames"], valid_frames=result["valid_frames"],
         stage_s=result["seconds"],
@@ -319,10 +320,17 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="IKOL network weights (--front-end ikol; default: random weights)")
     parser.add_argument("--clips", type=Path, default=DEFAULT_CACHE,
                         help=f"clip cache folder (default {DEFAULT_CACHE})")
+    parser.add_argument("--people", type=int, default=1,
+                        help="people walking in the speed clip (1-4, default 1); above 1 the "
+                             "runs make everyone's motion (--people all)")
     parser.add_argument("--json", action="store_true", help="print the runs and the machine as JSON")
     args = parser.parse_args(argv)
     if args.frames < 1 or args.repeats < 1 or any(n < 1 for n in args.memory_frames):
         parser.error("--frames, --repeats and --memory-frames must be at least 1")
+    if not 1 <= args.people <= 4:
+        parser.error("--people must be 1 to 4")
+    if args.people > 1 and args.baseline:
+        parser.error("--people above 1 runs --people all, which older backends lack: no --baseline")
     try:
         args.size = parse_resolution(args.resolution)
         args.memory_size = parse_resolution(args.memory_resolution)
@@ -346,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.front_end == "ikol":
             checkpoint = args.checkpoint or random_checkpoint(workdir / "random_ikol24.pth")
             extra = ["--front-end", "ikol", "--checkpoint", str(checkpoint)]
-        speed_clip = walk_clip(args.size, args.frames, args.clips)
-        speed = measure(trees, [speed_clip], args.repeats, extra, workdir)
+        speed_clip = walk_clip(args.size, args.frames, args.clips, args.people)
+        crowd = ["--people", "all"] if args.people > 1 else []
+        speed = measure(trees, [speed_clip], args.repeats, extra + crowd, workdir)
         lengths = sorted(set(args.memory_frames + ([LONG_FRAMES] if args.long else [])))
         memory_clips = [walk_clip(args.memory_size, n, args.clips) for n in lengths]
         memory = measure(trees, memory_clips, 1, extra, workdir)
