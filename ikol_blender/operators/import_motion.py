@@ -1,5 +1,5 @@
-"""File > Import > SMPL motion (.npz): motion files made elsewhere (this project's, from another
-machine, or AMASS-style), onto a new SMPL armature.
+"""File > Import > SMPL motion (.npz, or the backend's .json): motion files made elsewhere
+(this project's, from another machine, or AMASS-style), onto a new SMPL armature.
 
 The body comes from the backend (`ikol-backend body`: the rest skeleton for the file's betas
 and the shaped, skinned mesh: the open body, or the SMPL mesh when the preferences name an
@@ -24,14 +24,15 @@ from ..scene.build import build_scene
 
 
 class IKOL_OT_import_motion(bpy.types.Operator, ImportHelper):
-    """Import an SMPL motion file (.npz, also AMASS) as an animated SMPL armature"""
+    """Import an SMPL motion file (.npz, also AMASS; or the backend's .json) as an animated SMPL
+    armature"""
 
     bl_idname = "ikol.import_motion"
     bl_label = "Import SMPL Motion"
     bl_options = {"REGISTER", "UNDO"}
 
     filename_ext = ".npz"
-    filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
+    filter_glob: StringProperty(default="*.npz;*.json", options={"HIDDEN"})
     up_axis: EnumProperty(
         name="World up",
         description="The up axis of the world the file's root rotation and translation are in",
@@ -91,7 +92,7 @@ class IKOL_OT_import_motion(bpy.types.Operator, ImportHelper):
 
 
 def menu_import(self, context: bpy.types.Context) -> None:
-    self.layout.operator(IKOL_OT_import_motion.bl_idname, text="SMPL motion (.npz)")
+    self.layout.operator(IKOL_OT_import_motion.bl_idname, text="SMPL motion (.npz, .json)")
 
 
 CLASSES = (IKOL_OT_import_motion,)
