@@ -4,7 +4,8 @@ BlazePose's person detector looks at a 224-pixel copy of what it is given, so pe
 small in the frame (far away, or one of many side by side in a wide picture) go unseen on the
 whole frame; `find_everyone` therefore also looks in windows across the frame (squares the
 frame's short side and half of it wide, and upright windows as tall as the short side and half
-as wide), each overlapping the next by half. Everyone is marked
+as wide), each overlapping the next by half, with everyone found so far painted over (so the
+landmark model does not mark them again in every window). Everyone is marked
 on their own crop (the detector's box around them), so two people never share a skeleton. A
 person whose box touches a window's inner edge is cut by it and is left to a window that holds
 them whole; one found twice is kept once. A close-up (a head and shoulders filling the frame)
@@ -23,6 +24,7 @@ from ..frontends.blazepose import BlazePose, PoseLandmarks
 VISIBLE = 0.5  # landmark visibility from which a landmark counts as seen
 MIN_SEEN = 8  # landmarks seen, of 33, for a detection to be a person (not a glove or a hand)
 SAME_PERSON = 0.15  # median landmark distance, as a share of the box's long side: the same person
+PAINT_GROWTH = 0.1  # a person found is painted over, box grown by this share, in the windows' look
 SAME_BOX = 0.5  # boxes overlapping this much (intersection over union): the same person
 PART_OF = 0.7  # share of a smaller box inside a known person's box: a part of that person
 MIN_WINDOW = 96  # pixels: windows across the frame are at least this wide
@@ -117,10 +119,14 @@ def find_everyone(detector: BlazePose, rgb: np.ndarray) -> list[PoseLandmarks]:
     """Everyone in the frame, small people and close-ups too: the whole frame, then windows
     across it, then (if no one was found) the frame shrunk into a larger canvas; largest box
     first. About 10 to 30 BlazePose looks on a 1280 x 720 frame."""
-    people: list[PoseLandmarks] = []
+    people = find_in(detector, rgb)
     height, width = rgb.shape[:2]
-    for window in [None, *windows(width, height)]:
-        add_new(people, find_in(detector, rgb, window))
+    masked, fill, painted = rgb.copy(), np.median(rgb.reshape(-1, 3), axis=0).astype(np.uint8), 0
+    for window in windows(width, height):
+        for marks in people[painted:]:  # those found are painted over: not marked again
+            masked[landmarks_box(marks).grown(PAINT_GROWTH, width, height).pixels()] = fill
+        painted = len(people)
+        add_new(people, find_in(detector, masked, window))
     if not people:
         people = _close_up(detector, rgb)
     return sorted(people, key=lambda marks: -landmarks_box(marks).area)
