@@ -25,6 +25,7 @@ VISIBLE = 0.5  # landmark visibility from which a landmark counts as seen
 MIN_SEEN = 8  # landmarks seen, of 33, for a detection to be a person (not a glove or a hand)
 SAME_PERSON = 0.15  # median landmark distance, as a share of the box's long side: the same person
 PAINT_GROWTH = 0.1  # a person found is painted over, box grown by this share, in the windows' look
+HEAD_TOP = 0.15  # ... and by this share of its height upward (the head above the eyes)
 SAME_BOX = 0.5  # boxes overlapping this much (intersection over union): the same person
 PART_OF = 0.7  # share of a smaller box inside a known person's box: a part of that person
 MIN_WINDOW = 96  # pixels: windows across the frame are at least this wide
@@ -124,7 +125,10 @@ def find_everyone(detector: BlazePose, rgb: np.ndarray) -> list[PoseLandmarks]:
     masked, fill, painted = rgb.copy(), np.median(rgb.reshape(-1, 3), axis=0).astype(np.uint8), 0
     for window in windows(width, height):
         for marks in people[painted:]:  # those found are painted over: not marked again
-            masked[landmarks_box(marks).grown(PAINT_GROWTH, width, height).pixels()] = fill
+            box = landmarks_box(marks)
+            head = HEAD_TOP * (box.y1 - box.y0)  # the landmarks end at the eyes: hair above
+            box = Box(box.x0, max(0.0, box.y0 - head), box.x1, box.y1)
+            masked[box.grown(PAINT_GROWTH, width, height).pixels()] = fill
         painted = len(people)
         add_new(people, find_in(detector, masked, window))
     if not people:
