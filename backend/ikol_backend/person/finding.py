@@ -89,6 +89,11 @@ def landmarks_box(marks: PoseLandmarks) -> Box:
     return Box(float(x0), float(y0), float(x1), float(y1))
 
 
+def is_person(marks: PoseLandmarks) -> bool:
+    """Whether a detection shows enough of a body (MIN_SEEN landmarks seen) to be a person."""
+    return int((marks.visibility >= VISIBLE).sum()) >= MIN_SEEN
+
+
 def same_person(a: PoseLandmarks, b: PoseLandmarks) -> bool:
     """Whether two detections mark the same person: their landmarks nearly coincide, or their
     boxes mostly overlap (the same person marked twice, facing two ways, or someone mostly
@@ -111,7 +116,7 @@ def find_in(detector: BlazePose, rgb: np.ndarray, window: Box | None = None) -> 
     found = []
     for marks in detector.detect_all(rgb[rows, cols]):
         marks = marks.moved(cols.start, rows.start)
-        if (marks.visibility >= VISIBLE).sum() >= MIN_SEEN and not _cut(landmarks_box(marks), window, rgb):
+        if is_person(marks) and not _cut(landmarks_box(marks), window, rgb):
             found.append(marks)
     return found
 
@@ -199,7 +204,7 @@ def _close_up(detector: BlazePose, rgb: np.ndarray) -> list[PoseLandmarks]:
             marks = marks.moved(-left, 0)
             inside = np.all((marks.image >= 0) & (marks.image < (width, height)), axis=1)
             marks = PoseLandmarks(marks.world, marks.image, np.where(inside, marks.visibility, 0.0))
-            if (marks.visibility >= VISIBLE).sum() >= MIN_SEEN:
+            if is_person(marks):
                 add_new(found, [marks])
         if found:
             return found

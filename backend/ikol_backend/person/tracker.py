@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from ..frontends.blazepose import BlazePose, PoseLandmarks
-from .finding import MIN_SEEN, VISIBLE, Box, add_new, find_everyone, find_in, landmarks_box, same_person
+from .finding import (VISIBLE, Box, add_new, find_everyone, find_in, is_person, landmarks_box,
+                      same_person)
 
 SURVEY_EVERY_S = 10.0  # seconds between thorough searches (small people)
 KEEP_MISSING_S = 2.0  # seconds a track waits, unseen, before it ends
@@ -141,7 +142,7 @@ class PeopleTracker:
         detector finds in the whole frame), and at the start and every SURVEY_EVERY_S everyone
         a thorough search finds (small people)."""
         found: list[PoseLandmarks] = []
-        add_new(found, [m for m in self.follower.detect_all(rgb) if (m.visibility >= VISIBLE).sum() >= MIN_SEEN])
+        add_new(found, [m for m in self.follower.detect_all(rgb) if is_person(m)])
         if self.frame % self._survey_every == 0:
             add_new(found, find_everyone(self.detector, rgb))
         return found
@@ -188,19 +189,19 @@ class PeopleTracker:
         return [(r, c) for r, c in zip(rows, cols) if cost[r, c] <= limit]
 
     def _cost(self, track: Track, marks: PoseLandmarks, unlike: float) -> float:
-        """How unlikely `marks` (whose colours are `unlike` the track's, 0 to 1) is to be `track`'s
-        person: 0 for a perfect match; above
-        MAX_COST for someone else. The further the track is from its last sighting, the
-        less its predicted place counts against the detection."""
+        """How unlikely `marks` (whose colours are `unlike` the track's, 0 to 1) is to be
+        `track`'s person: 0 for a perfect match; above MAX_COST for someone else. The further
+        the track is from its last sighting, the less its predicted place counts against the
+        detection."""
         unseen = self.frame - track.last_seen
         box = landmarks_box(marks)
         predicted = track.predicted_box(self.frame)
         size = max(predicted.size, 1.0)
         unseen_s = (unseen - 1) / self.frame_rate
         reach = 1.0 + REACH_PER_S * unseen_s  # the prediction's spread grows with time unseen
-        travel = np.linalg.norm(box.centre - predicted.centre) / (size * reach)
-        if travel > 1.0 or not 0.4 < box.size / size < 2.5:
-            return np.inf  # too far, or a very different size: not this person
+        travel = _travel(box, predicted, reach)
+        if travel == np.inf:
+            return np.inf
         seen = (marks.visibility[BODY] >= VISIBLE) & (track.marks.visibility[BODY] >= VISIBLE)
         offsets = np.linalg.norm(marks.image[BODY] - track.predicted_marks(self.frame)[BODY], axis=1)
         landmarks = float(np.median(offsets[seen])) / (size * reach) if seen.any() else travel
@@ -216,6 +217,14 @@ class PeopleTracker:
                             + (1 - APPEARANCE_MEMORY) * look).astype(np.float32)
         track.frames.append(self.frame)
         track.areas.append(box.area)
+
+
+def _travel(box: Box, predicted: Box, reach: float) -> float:
+    """How far `box` lies from a track's predicted box, in shares of `reach` times its size;
+    infinite beyond one reach or at a very different size (not the track's person)."""
+    size = max(predicted.size, 1.0)
+    travel = float(np.linalg.norm(box.centre - predicted.centre)) / (size * reach)
+    return travel if travel <= 1.0 and 0.4 < box.size / size < 2.5 else np.inf
 
 
 def appearance(rgb: np.ndarray, marks: PoseLandmarks) -> np.ndarray:
@@ -254,12 +263,10 @@ def stitched(tracks: list[Track], frame_rate: float) -> list[Track]:
             gap = b.first_frame - a.frames[-1]
             if not 0 < gap <= longest:
                 continue
-            predicted = a.box.moved(*(a.velocity * gap))
-            size = max(predicted.size, 1.0)
             reach = 1.0 + REACH_PER_S * gap / frame_rate
-            travel = float(np.linalg.norm(b.first_box.centre - predicted.centre)) / (size * reach)
+            travel = _travel(b.first_box, a.box.moved(*(a.velocity * gap)), reach)
             unlike = cv2.compareHist(a.appearance, b.appearance, cv2.HISTCMP_BHATTACHARYYA)
-            if travel <= 1.0 and 0.4 < b.first_box.size / size < 2.5 and unlike <= RETURN_COLOURS:
+            if travel < np.inf and unlike <= RETURN_COLOURS:
                 pairs.append((travel + 1.5 * unlike, a.identity, b.identity))
     following: dict[int, int] = {}
     continued: set[int] = set()
